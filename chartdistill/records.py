@@ -92,3 +92,36 @@ def load_charts(path: Path) -> list[ChartRecord]:
 
 def save_records(path: Path, records: list[BaseModel]) -> None:
     write_jsonl(path, (r.model_dump(mode="json") for r in records))
+
+
+EssayStatus = Literal["accepted", "rejected", "failed"]
+
+
+class EssayRecord(BaseModel):
+    """One teacher essay for one chart: parsed sections beside the raw text, and its fate.
+
+    status: accepted (passed validation), rejected (answered but failed validation after every
+    attempt; `reasons` says why), failed (no usable answer; `error` says why).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    chart_type: ChartType
+    prompt_hash: str
+    model: str
+    mode: str
+    status: EssayStatus
+    sections: dict[str, str] | None = None
+    raw: str = ""
+    reasoning: str = ""
+    attempts: int = 0
+    reasons: list[str] = []
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+def load_essays(path: Path) -> list[EssayRecord]:
+    return [EssayRecord.model_validate(row) for row in read_jsonl(path)]

@@ -1,0 +1,246 @@
+"""From accepted teacher essays to the two training datasets (structured and unstructured).
+
+Both variants are rendered from the same parsed sections (chartdistill.sections), so they
+carry the same content and differ only in the section markers. Hygiene (exact and near
+duplicates, length, structure, numeric grounding) runs once on the essays; the split is a
+hash of the chart id, so adding charts never moves an existing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from chartdistill.config import Section
+from chartdistill.dedup import exact_key, near_duplicate_pairs
+from chartdistill.numbers import ground_numbers
+from chartdistill.records import ChartRecord, EssayRecord, Reject
+from chartdistill.sections import SECTIONS, render_structured, render_unstructured
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+VARIANTS = {"structured": render_structured, "unstructured": render_unstructured}
+
+
+class SplitFractions(Section):
+    train: float = Field(default=0.7, ge=0)
+    validation: float = Field(default=0.15, ge=0)
+    test: float = Field(default=0.15, ge=0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        if abs(self.train + self.validation + self.test - 1) > 1e-6:
+            raise ValueError("split fractions must sum to 1")
+        return self
+
+
+class DatasetsParams(Section):
+    split: SplitFractions = SplitFractions()
+    split_salt: str = "chartdistill-v1"  # change it to draw a new split
+    use_source_split: bool = True  # keep a dataset's own split (Chart-to-text) when it has one
+    min_words: int = 120
+    max_words: int = 400
+    min_grounded_fraction: float = Field(default=0.6, ge=0, le=1)
+    tolerance: float = Field(default=0.02, ge=0)
+    near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
+    shingle_size: int = Field(default=5, ge=1)
+
+
+@dataclass(frozen=True)
+class Example:
+    essay: EssayRecord
+    chart: ChartRecord
+    split: Split
+    words: int
+
+
+def assign_split(chart: ChartRecord, params: DatasetsParams) -> Split:
+    """Stable per chart: a dataset's own split if present, else a salted hash of the id.
+
+    The hash is uniform, so every chart type is split in the same proportions in expectation.
+    """
+    if params.use_source_split and chart.split in SPLITS:
+        return chart.split  # type: ignore[return-value]
+    digest = hashlib.sha256(f"{params.split_salt}:{chart.id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < params.split.train:
+        return "train"
+    if u < params.split.train + params.split.validation:
+        return "validation"
+    return "test"
+
+
+def _essay_problem(
+    essay: EssayRecord, chart: ChartRecord | None, params: DatasetsParams
+) -> tuple[str, str] | None:
+    if chart is None:
+        return "unknown_chart", "no chart with this id in charts.jsonl"
+    if essay.status != "accepted":
+        return f"teacher_{essay.status}", ",".join(essay.reasons) or (essay.error or "")
+    sections = essay.sections or {}
+    missing = [name for name in SECTIONS if not sections.get(name, "").strip()]
+    if missing:
+        return "missing_section", ",".join(missing)
+    words = len(render_unstructured(sections).split())
+    if words < params.min_words:
+        return "too_short", f"{words} words < {params.min_words}"
+    if words > params.max_words:
+        return "too_long", f"{words} words > {params.max_words}"
+    grounding = ground_numbers(render_unstructured(sections), chart, params.tolerance)
+    if grounding.fraction is not None and grounding.fraction < params.min_grounded_fraction:
+        return "ungrounded_numbers", f"{grounding.fraction:.2f}: {grounding.ungrounded[:5]}"
+    return None
+
+
+def clean_essays(
+    essays: list[EssayRecord], charts: dict[str, ChartRecord], params: DatasetsParams
+) -> tuple[list[Example], list[Reject], dict[str, Any]]:
+    """Keep accepted, well-formed, grounded essays without duplicates; split them."""
+    rejects: list[Reject] = []
+    kept: list[EssayRecord] = []
+    for essay in sorted(essays, key=lambda e: e.id):
+        problem = _essay_problem(essay, charts.get(essay.id), params)
+        if problem:
+            rejects.append(Reject(item=essay.id, reason=problem[0], detail=problem[1]))
+        else:
+            kept.append(essay)
+
+    seen: dict[str, str] = {}
+    unique: list[EssayRecord] = []
+    for essay in kept:
+        key = exact_key(render_unstructured(essay.sections or {}))
+        if key in seen:
+            rejects.append(Reject(item=essay.id, reason="exact_duplicate", detail=seen[key]))
+        else:
+            seen[key] = essay.id
+            unique.append(essay)
+
+    texts = [render_unstructured(e.sections or {}) for e in unique]
+    pairs = near_duplicate_pairs(texts, params.near_duplicate_threshold, params.shingle_size)
+    dropped: set[int] = set()
+    for i, j, similarity in pairs:
+        if i not in dropped and j not in dropped:
+            dropped.add(j)  # keep the first by id
+            detail = f"{unique[i].id} (jaccard {similarity})"
+            rejects.append(Reject(item=unique[j].id, reason="near_duplicate", detail=detail))
+
+    examples = [
+        Example(e, charts[e.id], assign_split(charts[e.id], params), len(texts[k].split()))
+        for k, e in enumerate(unique)
+        if k not in dropped
+    ]
+    stats = {"near_duplicate_pairs": len(pairs), "exact_duplicates": len(kept) - len(unique)}
+    return examples, rejects, stats
+
+
+def leaked_pairs(examples: list[Example], params: DatasetsParams) -> list[tuple[str, str]]:
+    """(test id, train id) pairs whose essays are near duplicates: must be empty."""
+    test = [e for e in examples if e.split == "test"]
+    train = [e for e in examples if e.split == "train"]
+    texts = [render_unstructured(e.essay.sections or {}) for e in test + train]
+    pairs = near_duplicate_pairs(texts, params.near_duplicate_threshold, params.shingle_size)
+    n = len(test)
+    return [(test[i].chart.id, train[j - n].chart.id) for i, j, _ in pairs if i < n <= j]
+
+
+def variant_rows(examples: list[Example], variant: str, charts_dir: Path) -> dict[str, list[Any]]:
+    """Columns for one split of one variant; images embedded as PNG bytes."""
+    render = VARIANTS[variant]
+    return {
+        "id": [e.chart.id for e in examples],
+        "chart_type": [e.chart.chart_type for e in examples],
+        "title": [e.chart.title for e in examples],
+        "image": [{"bytes": (charts_dir / e.chart.image).read_bytes(), "path": None} for e in examples],
+        "text": [render(e.essay.sections or {}) for e in examples],
+        "teacher_model": [e.essay.model for e in examples],
+        "prompt_hash": [e.essay.prompt_hash for e in examples],
+    }
+
+
+def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_dir: Path) -> None:
+    from datasets import Dataset, Features, Image, Value
+
+    features = Features(
+        {
+            "id": Value("string"),
+            "chart_type": Value("string"),
+            "title": Value("string"),
+            "image": Image(),
+            "text": Value("string"),
+            "teacher_model": Value("string"),
+            "prompt_hash": Value("string"),
+        }
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        part = [e for e in examples if e.split == split]
+        rows = variant_rows(part, variant, charts_dir)
+        Dataset.from_dict(rows, features=features).to_parquet(str(out_dir / f"{split}.parquet"))
+
+
+def dataset_metrics(
+    examples: list[Example], rejects: list[Reject], total: int, dedup: dict[str, Any]
+) -> dict[str, Any]:
+    reasons = Counter(r.reason for r in rejects)
+    return {
+        "essays_in": total,
+        "kept": len(examples),
+        "rejected": len(rejects),
+        "reject_rate": round(len(rejects) / total, 4) if total else 0.0,
+        "reject_rate_by_reason": {k: round(v / total, 4) for k, v in sorted(reasons.items())},
+        "per_split": {s: sum(e.split == s for e in examples) for s in SPLITS},
+        "per_split_type": {
+            s: dict(sorted(Counter(e.chart.chart_type for e in examples if e.split == s).items()))
+            for s in SPLITS
+        },
+        "mean_words": round(mean(e.words for e in examples), 1) if examples else 0.0,
+        **dedup,
+    }
+
+
+def render_card(
+    variant: str,
+    examples: list[Example],
+    metrics: dict[str, Any],
+    rejects: list[Reject],
+    generation: dict[str, Any],
+) -> str:
+    """The dataset card (README.md with hub YAML front matter) for one variant."""
+    import jinja2
+
+    from chartdistill.sections import MARKERS
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    types = sorted({e.chart.chart_type for e in examples})
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        part = [e for e in examples if e.split == split]
+        counts[split] = {"total": len(part), **Counter(e.chart.chart_type for e in part)}
+    return env.get_template("dataset_card.md").render(
+        variant=variant,
+        markers=[MARKERS[s].rstrip(":") for s in SECTIONS],
+        splits=SPLITS,
+        types=types,
+        counts=counts,
+        teacher_models=sorted({e.essay.model for e in examples}) or ["none"],
+        prompt_hashes={e.chart.chart_type: e.essay.prompt_hash for e in examples},
+        sources=sorted({e.chart.source for e in examples}) or ["none"],
+        generation=", ".join(f"{k}={v}" for k, v in sorted(generation.items())),
+        mean_words=metrics["mean_words"],
+        rejected=metrics["rejected"],
+        essays_in=metrics["essays_in"],
+        reject_reasons=dict(sorted(Counter(r.reason for r in rejects).items())),
+    )

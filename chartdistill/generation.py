@@ -1,0 +1,130 @@
+"""Batched essay generation with the student (base, or base + LoRA adapter)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import model_validator
+
+from chartdistill.config import Section
+from chartdistill.student import load_student, resolve_dtype
+from chartdistill.training import chat_messages
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+class GenerationParams(Section):
+    max_new_tokens: int = 320
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1  # applied to generated tokens only; 1.0 = off
+    batch_size: int = 4
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationParams:
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be positive")
+        if self.repetition_penalty <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("repetition_penalty, temperature > 0 and 0 < top_p <= 1 required")
+        return self
+
+
+def load_for_inference(
+    base_dir: Path, adapter_dir: Path | None = None, dtype: str | torch.dtype = "float32"
+) -> tuple[Any, Any]:
+    """Base student, with the LoRA adapter merged in when given; the adapter's processor wins."""
+    from transformers import AutoProcessor
+
+    model, processor = load_student(base_dir, dtype)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        if not (adapter_dir / "adapter_config.json").exists():
+            raise FileNotFoundError(f"{adapter_dir}: no LoRA adapter here (adapter_config.json)")
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        if (adapter_dir / "processor_config.json").exists():
+            processor = AutoProcessor.from_pretrained(adapter_dir)
+        model.to(resolve_dtype(dtype))
+    model.eval()
+    return model, processor
+
+
+def _generation_kwargs(params: GenerationParams, prompt_length: int) -> dict[str, Any]:
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": params.do_sample}
+    if params.do_sample:
+        kwargs.update(temperature=params.temperature, top_p=params.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if params.repetition_penalty != 1.0:
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [
+                RepetitionPenaltyLogitsProcessor(
+                    penalty=params.repetition_penalty, prompt_ignore_length=prompt_length
+                )
+            ]
+        )
+    return kwargs
+
+
+def generate_batch(
+    model: Any, processor: Any, images: Sequence[Image.Image], prompts: Sequence[str], params: GenerationParams
+) -> list[str]:
+    """One left-padded batch through model.generate; returns the decoded new text per item."""
+    import torch
+
+    texts = [
+        processor.apply_chat_template(chat_messages(p), add_generation_prompt=True) for p in prompts
+    ]
+    batch = processor(
+        text=texts,
+        images=[[image.convert("RGB")] for image in images],
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    ).to(model.device)
+    if "pixel_values" in batch:
+        batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    prompt_length = batch["input_ids"].shape[1]
+    with torch.inference_mode():
+        output = model.generate(**batch, **_generation_kwargs(params, prompt_length))
+    return [
+        text.strip()
+        for text in processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+    ]
+
+
+def generate_essays(
+    model: Any,
+    processor: Any,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    params: GenerationParams,
+) -> list[tuple[str, float]]:
+    """Essays for (image, prompt) pairs in batches: (text, seconds per item) in input order."""
+    from tqdm.auto import tqdm
+    from transformers import set_seed
+
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+    set_seed(params.seed)
+    results: list[tuple[str, float]] = []
+    starts = range(0, len(images), params.batch_size)
+    for start in tqdm(starts, desc="generate", unit="batch", disable=len(starts) < 2):
+        chunk = slice(start, start + params.batch_size)
+        began = time.perf_counter()
+        texts = generate_batch(model, processor, images[chunk], prompts[chunk], params)
+        per_item = (time.perf_counter() - began) / len(texts)
+        results.extend((text, per_item) for text in texts)
+    return results

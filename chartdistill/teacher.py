@@ -1,0 +1,284 @@
+"""The teacher: one IELTS Task 1 essay per chart, validated, resampled with a repair hint.
+
+Two modes: `single` asks for the whole essay in one call (chain of thought in <analysis>, then
+the four marked sections); `stepwise` asks for one section per call, each call seeing the
+sections written so far (small models keep the structure this way, DESIGN.md §2). Each round
+sends the requests of every pending chart at once, so the backend can batch or run them
+concurrently, and every answer is cached by content before the next round starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from chartdistill.config import Section
+from chartdistill.essays import EssayBounds, parse_sections, validate_essay
+from chartdistill.llm import CachedClient, ChatRequest, ChatResult, LLMParams
+from chartdistill.prompts import image_data_url, prompt_hash, render_teacher_messages
+from chartdistill.records import ChartRecord, EssayRecord
+from chartdistill.sections import MARKERS, SECTIONS
+
+log = logging.getLogger(__name__)
+
+
+class PriceTable(Section):
+    """USD per million tokens, for the cost estimate in metrics/teacher.json."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+
+class TeacherParams(Section):
+    llm: LLMParams
+    mode: Literal["single", "stepwise"] = "stepwise"
+    temperature: float = Field(default=0.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=700, ge=1)  # per call: a whole essay, or one section
+    seed: int = 0
+    max_attempts: int = Field(default=2, ge=1)
+    vision: bool = False  # also send the chart image (multimodal teachers only)
+    validation: EssayBounds = EssayBounds()
+    prices: PriceTable = PriceTable()
+
+
+@dataclass
+class Draft:
+    """A chart's essay while it is being written; becomes an EssayRecord at the end."""
+
+    chart: ChartRecord
+    attempts: int = 0
+    sections: dict[str, str] = field(default_factory=dict)
+    raw_parts: list[str] = field(default_factory=list)
+    reasoning: str = ""
+    reasons: list[str] = field(default_factory=list)
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.attempts > 0 and not self.reasons and self.error is None
+
+    def start_attempt(self) -> None:
+        self.attempts += 1
+        self.sections, self.raw_parts, self.reasoning, self.error = {}, [], "", None
+
+    def add(self, result: ChatResult) -> None:
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        self.latency_s += result.latency_s
+        if not result.ok:
+            self.error = result.error or "empty_content"
+
+
+class Teacher:
+    """Writes essays for a list of charts through a cached LLM client."""
+
+    def __init__(
+        self, params: TeacherParams, client: CachedClient, prompts_dir: Path, charts_dir: Path
+    ) -> None:
+        self.params = params
+        self.client = client
+        self.prompts_dir = prompts_dir
+        self.charts_dir = charts_dir
+
+    def write(self, charts: list[ChartRecord]) -> list[EssayRecord]:
+        drafts = [Draft(chart) for chart in charts]
+        for attempt in range(1, self.params.max_attempts + 1):
+            todo = [d for d in drafts if not d.accepted]
+            if not todo:
+                break
+            log.info("attempt %d: %d charts to write", attempt, len(todo))
+            repair = {id(d): self._repair_reasons(d) for d in todo}
+            for draft in todo:
+                draft.start_attempt()
+            if self.params.mode == "single":
+                self._single_round(todo, attempt, repair)
+            else:
+                for section in SECTIONS:
+                    self._section_round(todo, section, attempt, repair)
+            for draft in todo:
+                self._validate(draft)
+        return [self._record(d) for d in drafts]
+
+    @staticmethod
+    def _repair_reasons(draft: Draft) -> list[str] | None:
+        if draft.attempts == 0:
+            return None
+        return draft.reasons or (["parse_error"] if draft.error else None)
+
+    def _request(self, messages: list[dict[str, Any]], attempt: int) -> ChatRequest:
+        p = self.params
+        return ChatRequest(
+            messages=messages,
+            max_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            seed=p.seed + attempt - 1,
+        )
+
+    def _image(self, chart: ChartRecord) -> str | None:
+        return image_data_url(self.charts_dir / chart.image) if self.params.vision else None
+
+    def _requests(
+        self,
+        drafts: list[Draft],
+        attempt: int,
+        mode: Literal["single", "stepwise"],
+        repair: dict[int, Any],
+        section: str | None = None,
+    ) -> tuple[list[Draft], list[ChatRequest]]:
+        """Requests for the drafts whose prompt renders; the others fail with the reason."""
+        alive, requests = [], []
+        for draft in drafts:
+            try:
+                messages = render_teacher_messages(
+                    self.prompts_dir,
+                    draft.chart,
+                    mode=mode,
+                    section=section,
+                    previous=dict(draft.sections) if section else None,
+                    repair_reasons=repair[id(draft)],
+                    image_data_url=self._image(draft.chart),
+                )
+            except (OSError, ValueError) as exc:
+                log.error("chart %s: cannot build its prompt: %s", draft.chart.id, exc)
+                draft.error = f"prompt_error: {exc}"
+                continue
+            alive.append(draft)
+            requests.append(self._request(messages, attempt))
+        return alive, requests
+
+    def _single_round(self, todo: list[Draft], attempt: int, repair: dict[int, Any]) -> None:
+        alive, requests = self._requests(todo, attempt, mode="single", repair=repair)
+        results = self.client.complete_all(requests, desc=f"teacher essays (attempt {attempt})")
+        for draft, result in zip(alive, results, strict=True):
+            draft.add(result)
+            if result.ok:
+                draft.raw_parts.append(result.text or "")
+                parsed = parse_sections(result.text or "")
+                draft.reasoning = parsed.reasoning
+                if parsed.sections is None:
+                    draft.error = f"parse_error: {parsed.error}"
+                else:
+                    draft.sections = parsed.sections
+
+    def _section_round(
+        self, todo: list[Draft], section: str, attempt: int, repair: dict[int, Any]
+    ) -> None:
+        alive, requests = self._requests(
+            [d for d in todo if d.error is None], attempt, "stepwise", repair, section
+        )
+        if not requests:
+            return
+        desc = f"teacher {section} (attempt {attempt})"
+        for draft, result in zip(alive, self.client.complete_all(requests, desc=desc), strict=True):
+            draft.add(result)
+            if result.ok:
+                draft.raw_parts.append(f"{MARKERS[section]}\n{result.text}")
+                draft.sections[section] = clean_paragraph(result.text or "")
+
+    def _validate(self, draft: Draft) -> None:
+        if draft.error is not None:
+            draft.reasons = []
+            return
+        draft.reasons = validate_essay(draft.sections, draft.chart, self.params.validation)
+
+    def _prompt_hash(self, chart_type: str) -> str:
+        try:
+            return prompt_hash(self.prompts_dir, chart_type)
+        except (OSError, ValueError):
+            return ""
+
+    def _record(self, draft: Draft) -> EssayRecord:
+        chart = draft.chart
+        if draft.error is not None:
+            status = "failed"
+        elif draft.reasons:
+            status = "rejected"
+        else:
+            status = "accepted"
+        return EssayRecord(
+            id=chart.id,
+            chart_type=chart.chart_type,
+            prompt_hash=self._prompt_hash(chart.chart_type),
+            model=self.client.model_id,
+            mode=self.params.mode,
+            status=status,
+            sections=draft.sections or None,
+            raw="\n\n".join(draft.raw_parts),
+            reasoning=draft.reasoning,
+            attempts=draft.attempts,
+            reasons=draft.reasons,
+            error=draft.error,
+            prompt_tokens=draft.prompt_tokens,
+            completion_tokens=draft.completion_tokens,
+            latency_s=round(draft.latency_s, 3),
+        )
+
+
+_MARKER_ECHO = re.compile(r"^\s*[#*\d.\s]*[A-Za-z ,()0-9]{0,40}:\s*$")
+
+
+def clean_paragraph(text: str) -> str:
+    """One section's answer as one paragraph: drop an echoed marker line, join the lines."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    while lines and _MARKER_ECHO.match(lines[0]):
+        lines.pop(0)
+    return re.sub(r"\s+", " ", " ".join(lines)).strip()
+
+
+def teacher_metrics(
+    essays: list[EssayRecord], client: CachedClient, prices: PriceTable, wall_s: float
+) -> dict[str, Any]:
+    """Counts, tokens and cost for metrics/teacher.json (tokens and cost: fresh requests only)."""
+    stats = client.stats
+    status = Counter(e.status for e in essays)
+    cost = (
+        stats.prompt_tokens * prices.input_per_mtok
+        + stats.completion_tokens * prices.output_per_mtok
+    ) / 1e6
+    return {
+        "charts": len(essays),
+        "accepted": status["accepted"],
+        "rejected": status["rejected"],
+        "failed": status["failed"],
+        "acceptance_rate": round(status["accepted"] / len(essays), 4) if essays else 0.0,
+        "rejected_by_reason": dict(
+            sorted(Counter(r for e in essays if e.status == "rejected" for r in e.reasons).items())
+        ),
+        "failed_by_error": dict(
+            sorted(Counter((e.error or "").split(":")[0] for e in essays if e.error).items())
+        ),
+        "request_errors": dict(sorted(stats.errors.items())),
+        "requests": stats.requests_sent,
+        "cache_hits": stats.cache_hits,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "cost_usd": round(cost, 6),
+        "wall_time_s": round(wall_s, 2),
+        "accepted_per_type": dict(
+            sorted(Counter(e.chart_type for e in essays if e.status == "accepted").items())
+        ),
+    }
+
+
+def run_teacher(
+    charts: list[ChartRecord],
+    params: TeacherParams,
+    client: CachedClient,
+    prompts_dir: Path,
+    charts_dir: Path,
+) -> tuple[list[EssayRecord], dict[str, Any]]:
+    start = time.perf_counter()
+    essays = Teacher(params, client, prompts_dir, charts_dir).write(charts)
+    return essays, teacher_metrics(essays, client, params.prices, time.perf_counter() - start)

@@ -1,0 +1,509 @@
+"""LoRA fine-tuning of the student on one dataset variant (transformers Trainer + peft + MLflow).
+
+Dataset contract (written by the datasets stage): ``<dataset_dir>/{train,validation,test}.parquet``
+with columns id, chart_type, title, image (datasets Image), text (the target essay).
+
+Checkpoints go to ``checkpoint_dir`` every ``save_steps``; a rerun resumes from the last one
+(and continues the same MLflow run). The adapter and processor are written to ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from chartdistill.config import Section
+from chartdistill.student import END_OF_UTTERANCE
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+REQUIRED_COLUMNS = ("id", "chart_type", "title", "image", "text")
+IGNORE_INDEX = -100
+MLFLOW_RUN_FILE = "mlflow_run_id.txt"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class LoraParams(Section):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    modules_to_save: list[str] = Field(default_factory=lambda: ["connector"])
+
+
+class TrainParams(Section):
+    lora: LoraParams = LoraParams()
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # -1: run num_train_epochs
+    per_device_train_batch_size: int = 2
+    per_device_eval_batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    weight_decay: float = 0.0
+    eval_steps: int = 20
+    save_steps: int = 20
+    save_total_limit: int = 2
+    logging_steps: int = 5
+    max_length: int = 1024
+    bf16: Literal["auto"] | bool = "auto"
+    gradient_checkpointing: bool = False
+    qlora: bool = False
+    seed: int = 0
+    mlflow_experiment: str = "chartdistill"
+    report_to: list[Literal["mlflow", "none"]] = Field(default_factory=lambda: ["mlflow"])
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be -1 (use num_train_epochs) or a positive step count")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        for name in ("eval_steps", "save_steps", "logging_steps", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        return self
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_files(dataset_dir: Path, splits: Sequence[str] = SPLITS) -> dict[str, Path]:
+    """The parquet file of each split, with a clear error when one is missing."""
+    files = {split: dataset_dir / f"{split}.parquet" for split in splits}
+    missing = [str(path) for path in files.values() if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"dataset {dataset_dir}: missing split file(s) {missing}")
+    return files
+
+
+def load_splits(dataset_dir: Path, splits: Sequence[str] = ("train", "validation")) -> Any:
+    """Load the given splits as a datasets.DatasetDict and check the column contract."""
+    from datasets import load_dataset
+
+    files = split_files(dataset_dir, splits)
+    data = load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
+    for split, dataset in data.items():
+        missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"{files[split]}: missing column(s) {missing}")
+        if len(dataset) == 0:
+            raise ValueError(f"{files[split]}: the {split} split is empty")
+    return data
+
+
+def dataset_hash(dataset_dir: Path) -> str:
+    """sha256 over the split parquet files (names and bytes), for the MLflow run tags."""
+    digest = hashlib.sha256()
+    for split, path in sorted(split_files(dataset_dir).items()):
+        digest.update(split.encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- collator
+
+
+def user_turn(prompt: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+
+
+def chat_messages(prompt: str, essay: str | None = None) -> list[dict[str, Any]]:
+    """User turn (image + prompt), plus the assistant's essay when given."""
+    messages = [user_turn(prompt)]
+    if essay is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": essay}]})
+    return messages
+
+
+def _essay_token_ids(processor: Any, full_text: str, prompt_text: str) -> list[int]:
+    """Token ids of the assistant part (essay + end of turn) as the template renders them."""
+    if not full_text.startswith(prompt_text):
+        raise ValueError("the chat template does not render the prompt as a prefix of the sample")
+    answer = full_text[len(prompt_text) :]
+    end = answer.rfind(END_OF_UTTERANCE)
+    if end < 0:
+        raise ValueError(f"the chat template does not end the assistant turn with {END_OF_UTTERANCE}")
+    return processor.tokenizer(answer[: end + len(END_OF_UTTERANCE)], add_special_tokens=False)[
+        "input_ids"
+    ]
+
+
+def make_collator(
+    processor: Any, prompt: str, max_length: int | None = None
+) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """Collator for rows {id, image, text}: chat-formatted, tokenised, labels on the essay only.
+
+    Labels are -100 on the prompt, the image tokens, the tokens after the assistant's
+    end-of-turn token and the padding; the essay tokens and its end-of-turn token are learned.
+    Samples longer than max_length lose the end of their essay; a prompt that does not fit
+    is an error naming the item.
+    """
+    prompt_text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        texts, images, answers = [], [], []
+        for row in rows:
+            essay = str(row["text"]).strip()
+            if not essay:
+                raise ValueError(f"item {row.get('id')}: empty essay text")
+            full = processor.apply_chat_template(chat_messages(prompt, essay))
+            texts.append(full)
+            answers.append(_essay_token_ids(processor, full, prompt_text))
+            images.append([row["image"].convert("RGB")])
+        batch = processor(
+            text=texts, images=images, padding=True, padding_side="right", return_tensors="pt"
+        )
+        input_ids = batch["input_ids"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        for i, (row, answer) in enumerate(zip(rows, answers, strict=True)):
+            end = _answer_end(input_ids[i, : lengths[i]].tolist(), answer, row.get("id"))
+            start = end - len(answer)
+            if max_length is not None and start >= max_length:
+                raise ValueError(
+                    f"item {row.get('id')}: prompt and image take {start} tokens, "
+                    f"max_length is {max_length}"
+                )
+            labels[i, start:end] = input_ids[i, start:end]
+        if max_length is not None and input_ids.shape[1] > max_length:
+            batch["input_ids"] = input_ids[:, :max_length]
+            batch["attention_mask"] = batch["attention_mask"][:, :max_length]
+            labels = labels[:, :max_length]
+        batch["labels"] = labels
+        return dict(batch)
+
+    return collate
+
+
+def _answer_end(ids: list[int], answer: list[int], item: Any) -> int:
+    """Index just past the assistant answer tokens in one unpadded row (searched from the end)."""
+    n = len(answer)
+    for end in range(len(ids), n - 1, -1):
+        if ids[end - n : end] == answer:
+            return end
+    raise ValueError(f"item {item}: essay tokens not found in the tokenised sample")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def use_bf16(setting: Literal["auto"] | bool) -> bool:
+    """bf16 autocast: as set, or 'auto' = when the GPU or the CPU (AVX512-BF16/AMX) supports it."""
+    import torch
+
+    if setting != "auto":
+        return bool(setting)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not checkpoint_dir.is_dir():
+        return None
+    found = get_last_checkpoint(str(checkpoint_dir))
+    return Path(found) if found else None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state["global_step"])
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-step rows {step, loss, eval_loss} from the Trainer's log history (None where absent)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        step = int(entry.get("step", 0))
+        for key in ("loss", "eval_loss"):
+            if key in entry:
+                row = rows.setdefault(step, {"step": step, "loss": None, "eval_loss": None})
+                row[key] = float(entry[key])
+    return [rows[step] for step in sorted(rows)]
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set (or unset, with None) environment variables for the duration of the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def load_trainable(base_dir: Path, params: TrainParams) -> tuple[Any, Any]:
+    """Base student with a fresh LoRA adapter (4-bit base when qlora, CUDA only)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if params.qlora:
+        kwargs = _qlora_kwargs()
+    model = Idefics3ForConditionalGeneration.from_pretrained(base_dir, **kwargs)
+    processor = AutoProcessor.from_pretrained(base_dir)
+    model.config.use_cache = False
+    if params.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=params.gradient_checkpointing
+        )
+    config = LoraConfig(
+        r=params.lora.r,
+        lora_alpha=params.lora.alpha,
+        lora_dropout=params.lora.dropout,
+        target_modules=list(params.lora.target_modules),
+        modules_to_save=list(params.lora.modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    if params.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model, processor
+
+
+def _qlora_kwargs() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("train.qlora: 4-bit QLoRA needs a CUDA GPU; set train.qlora: false on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("train.qlora: the bitsandbytes package is not installed") from exc
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return {"quantization_config": quant, "dtype": torch.bfloat16}
+
+
+def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str) -> Any:
+    from transformers import TrainingArguments
+
+    reports = [r for r in params.report_to if r != "none"]
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        run_name=run_name,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler_type,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        num_train_epochs=params.num_train_epochs,
+        max_steps=params.max_steps,
+        per_device_train_batch_size=params.per_device_train_batch_size,
+        per_device_eval_batch_size=params.per_device_eval_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        weight_decay=params.weight_decay,
+        eval_strategy="steps",
+        eval_steps=params.eval_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=params.logging_steps,
+        bf16=use_bf16(params.bf16),
+        gradient_checkpointing=params.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+        if params.gradient_checkpointing
+        else None,
+        seed=params.seed,
+        data_seed=params.seed,
+        report_to=reports or "none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+
+@contextlib.contextmanager
+def mlflow_run(
+    enabled: bool, params: TrainParams, checkpoint_dir: Path, resuming: bool, tags: dict[str, str]
+) -> Iterator[Any]:
+    """An active MLflow run for the Trainer's callback to log into (resumed with the checkpoints).
+
+    Yields the mlflow module, or None when MLflow reporting is off.
+    """
+    if not enabled:
+        yield None
+        return
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or params.mlflow_experiment
+    mlflow.set_experiment(experiment)
+    run_file = checkpoint_dir / MLFLOW_RUN_FILE
+    run_id = run_file.read_text(encoding="utf-8").strip() if resuming and run_file.exists() else None
+    run_id = run_id or os.environ.get("MLFLOW_RUN_ID") or None
+    with (
+        _environ(MLFLOW_RUN_ID=None, MLFLOW_EXPERIMENT_NAME=experiment),
+        mlflow.start_run(run_id=run_id, run_name=tags.get("variant")) as run,
+    ):
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(run.info.run_id + "\n", encoding="utf-8")
+        mlflow.set_tags(tags)
+        yield mlflow
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_variant(
+    variant: str,
+    dataset_dir: Path,
+    base_dir: Path,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    params: TrainParams,
+    prompt: str,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """LoRA-train the student on one dataset variant; save adapter + processor to out_dir.
+
+    Resumes from the last checkpoint in checkpoint_dir when there is one. Returns metrics
+    (train/eval loss, steps, samples/s, peak memory, resumed_from_step) and "history".
+    """
+    import torch
+    from transformers import Trainer, set_seed
+
+    data = load_splits(dataset_dir)
+    set_seed(params.seed)
+    model, processor = load_trainable(base_dir, params)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("%s: %d trainable of %d parameters", variant, trainable, total)
+    checkpoint = last_checkpoint(checkpoint_dir)
+    resumed_from = checkpoint_step(checkpoint) if checkpoint else 0
+    if checkpoint:
+        log.info("%s: resuming from %s (step %d)", variant, checkpoint, resumed_from)
+    tags = {
+        "variant": variant,
+        "git_commit": git_commit(),
+        "dataset_hash": dataset_hash(dataset_dir),
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "base_model": str(base_dir),
+    }
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(checkpoint_dir, params, run_name=variant),
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=make_collator(processor, prompt, params.max_length),
+        callbacks=list(callbacks),
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    enabled = "mlflow" in params.report_to
+    with mlflow_run(enabled, params, checkpoint_dir, checkpoint is not None, tags) as mlflow:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        eval_metrics = trainer.evaluate()
+        save_adapter(model, processor, out_dir)
+        metrics = _metrics(output, eval_metrics, trainer, resumed_from, trainable)
+        if mlflow is not None:
+            mlflow.log_metrics(
+                {k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+            )
+            mlflow.log_artifacts(str(out_dir), artifact_path="adapter")
+            metrics["mlflow_run_id"] = mlflow.active_run().info.run_id
+    metrics["history"] = loss_history(trainer.state.log_history)
+    return metrics
+
+
+def _metrics(
+    output: Any, eval_metrics: dict[str, float], trainer: Any, resumed_from: int, trainable: int
+) -> dict[str, Any]:
+    import torch
+
+    history = loss_history(trainer.state.log_history)
+    train_losses = [row["loss"] for row in history if row["loss"] is not None]
+    metrics: dict[str, Any] = {
+        "train_loss": train_losses[-1] if train_losses else float(output.training_loss),
+        "train_loss_mean": float(output.training_loss),
+        "eval_loss": float(eval_metrics["eval_loss"]),
+        "steps": int(trainer.state.global_step),
+        "resumed_from_step": resumed_from,
+        "train_samples_per_second": float(output.metrics.get("train_samples_per_second", 0.0)),
+        "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
+        "trainable_params": int(trainable),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+    if torch.cuda.is_available():
+        metrics["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return metrics
+
+
+def save_adapter(model: Any, processor: Any, out_dir: Path) -> Path:
+    """Write the LoRA adapter + processor to a temp folder, then swap it in place of out_dir."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log.info("saved adapter to %s", out_dir)
+    return out_dir

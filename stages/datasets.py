@@ -1,0 +1,56 @@
+"""Stage `datasets`: structured and unstructured parquet datasets from the teacher essays."""
+
+from __future__ import annotations
+
+import logging
+
+from chartdistill.config import load_paths, load_section, read_params
+from chartdistill.dataset import (
+    VARIANTS,
+    DatasetsParams,
+    clean_essays,
+    dataset_metrics,
+    leaked_pairs,
+    render_card,
+    write_variant,
+)
+from chartdistill.io import atomic_write_text, write_json
+from chartdistill.records import load_charts, load_essays, save_records
+from stages.common import setup
+
+log = logging.getLogger("stages.datasets")
+
+# The teacher settings quoted in the dataset cards (declared as params deps in dvc.yaml).
+GENERATION_KEYS = ("mode", "temperature", "top_p", "max_tokens", "seed")
+
+
+def main() -> None:
+    setup()
+    paths = load_paths()
+    params = load_section("datasets", DatasetsParams)
+    teacher = read_params()["teacher"]
+    generation = {key: teacher[key] for key in GENERATION_KEYS}
+    charts = {c.id: c for c in load_charts(paths.charts / "charts.jsonl")}
+    essays = load_essays(paths.essays / "essays.jsonl")
+
+    examples, rejects, dedup = clean_essays(essays, charts, params)
+    leaks = leaked_pairs(examples, params)
+    if leaks:
+        raise SystemExit(f"datasets: test items near-duplicate train items: {leaks[:5]}")
+    if not any(e.split == "train" for e in examples):
+        raise SystemExit(
+            f"datasets: no training example left ({len(rejects)} rejected; reasons in "
+            f"{paths.datasets / 'rejects.jsonl'})"
+        )
+    metrics = dataset_metrics(examples, rejects, len(essays), dedup)
+    for variant in VARIANTS:
+        out = paths.datasets / variant
+        write_variant(examples, variant, paths.charts, out)
+        atomic_write_text(out / "README.md", render_card(variant, examples, metrics, rejects, generation))
+    save_records(paths.datasets / "rejects.jsonl", rejects)
+    write_json(paths.metrics / "datasets.json", metrics)
+    log.info("datasets: %s kept per split, %d rejected", metrics["per_split"], len(rejects))
+
+
+if __name__ == "__main__":
+    main()

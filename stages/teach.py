@@ -1,0 +1,41 @@
+"""Stage `teach`: teacher essays for every chart, through the cached LLM client."""
+
+from __future__ import annotations
+
+import logging
+
+from chartdistill.config import load_paths, load_section
+from chartdistill.io import write_json
+from chartdistill.llm import CachedClient, ResponseCache, make_backend
+from chartdistill.records import load_charts, save_records
+from chartdistill.teacher import TeacherParams, run_teacher
+from stages.common import setup
+
+log = logging.getLogger("stages.teach")
+
+
+def main() -> None:
+    setup()
+    paths = load_paths()
+    params = load_section("teacher", TeacherParams)
+    charts = load_charts(paths.charts / "charts.jsonl")
+    client = CachedClient(make_backend(params.llm), ResponseCache(paths.teacher_cache))
+    essays, metrics = run_teacher(charts, params, client, paths.prompts, paths.charts)
+    save_records(paths.essays / "essays.jsonl", essays)
+    write_json(paths.metrics / "teacher.json", metrics)
+    log.info(
+        "%d/%d essays accepted (%d requests, %d cache hits)",
+        metrics["accepted"],
+        metrics["charts"],
+        metrics["requests"],
+        metrics["cache_hits"],
+    )
+    if metrics["accepted"] == 0:
+        raise SystemExit(
+            "teach: no essay passed validation; see data/essays/essays.jsonl for the reasons "
+            "(thresholds are teacher.validation.* in params.yaml)"
+        )
+
+
+if __name__ == "__main__":
+    main()

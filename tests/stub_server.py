@@ -1,0 +1,381 @@
+"""A real OpenAI-compatible HTTP server for tests, with fault injection.
+
+    with StubServer(latency_s=0.05, faults=FaultPlan.queue(["429", None, "500"])) as stub:
+        client = openai.OpenAI(base_url=stub.base_url, api_key="x")
+        ...
+        stub.requests      # every request seen: method, path, headers, JSON body
+        stub.max_in_flight # most chat completions being served at once
+
+Endpoints: POST /v1/chat/completions (non-streaming) and GET /v1/models.
+Faults (one per chat completion request, taken from the plan in arrival order):
+    "429"        status 429 with Retry-After (Fault.retry_after_s, default 1 s)
+    "500"        status 500 with an OpenAI-style error body
+    "503"        status 503
+    "reset"      TCP reset (SO_LINGER 0) without a response
+    "close"      connection closed without a response
+    "slow"       waits Fault.delay_s (default 5 s; longer than the client timeout), then replies
+    "malformed"  200, application/json, body that is not JSON
+    "truncated"  200, valid JSON cut in half (Content-Length matches the cut body)
+    "empty"      200, well-formed completion whose content is ""
+    "no_choices" 200, well-formed JSON without "choices"
+A plan is an explicit queue (`FaultPlan.queue([...])`, None = healthy) or random
+(`FaultPlan.random(rate=0.3, seed=1)`), and can be swapped at any time (`stub.faults = ...`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULT_KINDS = (
+    "429",
+    "500",
+    "503",
+    "reset",
+    "close",
+    "slow",
+    "malformed",
+    "truncated",
+    "empty",
+    "no_choices",
+)
+
+Reply = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    retry_after_s: float | None = 1.0  # for 429/503: the Retry-After header (None: no header)
+    delay_s: float = 5.0  # for "slow"
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+
+
+def _as_fault(item: Fault | str | None) -> Fault | None:
+    if item is None or isinstance(item, Fault):
+        return item
+    return Fault(item)
+
+
+class FaultPlan:
+    """Which fault (or None) the next chat completion request gets; thread-safe."""
+
+    def __init__(
+        self,
+        queue: Iterable[Fault | str | None] = (),
+        *,
+        rate: float = 0.0,
+        kinds: Sequence[Fault | str] = (),
+        seed: int = 0,
+    ) -> None:
+        self._queue: deque[Fault | None] = deque(_as_fault(item) for item in queue)
+        self._rate = rate
+        self._kinds = [_as_fault(k) for k in kinds]
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.injected: list[str] = []
+
+    @classmethod
+    def none(cls) -> FaultPlan:
+        return cls()
+
+    @classmethod
+    def queue(cls, items: Iterable[Fault | str | None]) -> FaultPlan:
+        """Faults for the first len(items) requests in arrival order, then healthy."""
+        return cls(items)
+
+    @classmethod
+    def random(
+        cls,
+        rate: float,
+        seed: int = 0,
+        kinds: Sequence[Fault | str] = ("429", "500", "reset", "malformed", "empty"),
+    ) -> FaultPlan:
+        """Each request gets a fault with probability `rate`, kind chosen uniformly."""
+        return cls(rate=rate, kinds=kinds, seed=seed)
+
+    def next(self) -> Fault | None:
+        with self._lock:
+            if self._queue:
+                fault = self._queue.popleft()
+            elif self._kinds and self._rng.random() < self._rate:
+                fault = self._rng.choice(self._kinds)
+            else:
+                fault = None
+            if fault is not None:
+                self.injected.append(fault.kind)
+            return fault
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    received_at: float = field(default_factory=time.monotonic)
+
+
+def default_reply(body: dict[str, Any]) -> str:
+    """Deterministic text derived from the last user message."""
+    messages = body.get("messages") or [{}]
+    content = messages[-1].get("content", "")
+    if isinstance(content, list):
+        content = " ".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return f"stub reply to: {str(content)[:200]}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # socketserver's default listen backlog is 5: at 64 concurrent connections the kernel
+    # drops SYNs beyond it and the client waits ~1 s to resend. Keep it well above any test.
+    request_queue_size = 1024
+    stub: StubServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return  # injected drops and clients that gave up are expected
+        self.stub.errors.append(repr(exc))
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return {"_unparsed": raw.decode("utf-8", "replace")}
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), headers)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        error = {"message": message, "type": "stub_error", "code": str(status)}
+        self._send_json(status, {"error": error}, headers)
+
+    def _drop(self, reset: bool) -> None:
+        if reset:
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        else:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+        self.connection.close()
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        stub = self.server.stub
+        stub._record(self, None)
+        if self.path.rstrip("/") == "/v1/models":
+            model = {"id": stub.model, "object": "model", "created": 0, "owned_by": "stub"}
+            self._send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._error(404, f"no route GET {self.path}")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        stub = self.server.stub
+        body = self._read_body()
+        stub._record(self, body)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._error(404, f"no route POST {self.path}")
+            return
+        stub._enter()
+        try:
+            self._chat(stub, body)
+        except OSError:
+            self.close_connection = True  # the client went away (e.g. it timed out)
+        except Exception as exc:  # a bug in a test's reply function: report it, answer 500
+            stub.errors.append(repr(exc))
+            self._error(500, f"stub reply failed: {exc!r}")
+        finally:
+            stub._leave()
+
+    def _chat(self, stub: StubServer, body: Any) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self._error(400, "body must be JSON with a 'messages' list")
+            return
+        if body.get("stream"):
+            self._error(400, "the stub does not stream")
+            return
+        fault = stub.faults.next()
+        if stub.latency_s:
+            time.sleep(stub.latency_s)
+        kind = fault.kind if fault else None
+        if fault is not None and kind in ("429", "503"):
+            headers = {}
+            if fault.retry_after_s is not None:
+                headers["Retry-After"] = f"{fault.retry_after_s:g}"
+            self._error(int(kind), "injected fault", headers)
+            return
+        if kind == "500":
+            self._error(500, "injected fault")
+            return
+        if kind in ("reset", "close"):
+            self._drop(reset=kind == "reset")
+            return
+        if fault is not None and kind == "slow":
+            time.sleep(fault.delay_s)
+        if kind == "malformed":
+            self._send(200, b'{"id": "chatcmpl-stub", "choices": [ this is not json')
+            return
+        text = "" if kind == "empty" else stub.reply(body)
+        completion = stub.completion(body, text)
+        if kind == "no_choices":
+            completion.pop("choices")
+        raw = json.dumps(completion).encode()
+        if kind == "truncated":
+            raw = raw[: len(raw) // 2]
+        self._send(200, raw)
+
+
+class StubServer:
+    """Background OpenAI-compatible server on 127.0.0.1:<free port>; a context manager."""
+
+    def __init__(
+        self,
+        reply: Reply = default_reply,
+        latency_s: float = 0.0,
+        faults: FaultPlan | None = None,
+        model: str = "stub-model",
+    ) -> None:
+        self.reply = reply
+        self.latency_s = latency_s
+        self.faults = faults or FaultPlan.none()
+        self.model = model
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[str] = []  # exceptions raised by the reply function or the handler
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> StubServer:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.stub = self
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="stub-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StubServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("stub server is not running")
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- observation --------------------------------------------------------------------------
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.rstrip("/") == "/v1/chat/completions"]
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self.in_flight
+
+    def _record(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self._lock:
+            self.requests.append(RecordedRequest(handler.command, handler.path, headers, body))
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    # -- responses ----------------------------------------------------------------------------
+
+    def completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        prompt_words = sum(len(json.dumps(m.get("content", "")).split()) for m in body["messages"])
+        completion_words = len(text.split())
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "length" if max_tokens and completion_words >= int(max_tokens) else "stop"
+        return {
+            "id": f"chatcmpl-stub-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_words,
+                "completion_tokens": completion_words,
+                "total_tokens": prompt_words + completion_words,
+            },
+        }

@@ -1,0 +1,148 @@
+"""The student VLM: offline build (tiny and embedded), determinism, processor + chat template."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from chartdistill.config import ParamsError, parse_section
+from chartdistill.student import (
+    END_OF_UTTERANCE,
+    IMAGE_TOKEN,
+    TINY_PARAMS,
+    StudentParams,
+    build_tiny_student,
+    load_student,
+)
+
+
+def tiny_student_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny student per test session, shared by the test modules (built on first use)."""
+    path = tmp_path_factory.getbasetemp() / "tiny_student"
+    if not (path / "config.json").exists():
+        build_tiny_student(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_student_dir(tmp_path_factory)
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+    }
+
+
+def chart_image(width: int = 448, height: int = 336) -> Image.Image:
+    image = Image.new("RGB", (width, height), "white")
+    for x in range(40, width - 40, 60):
+        image.paste((30, 90, 200), (x, height // 3, x + 30, height - 30))
+    return image
+
+
+def test_tiny_build_is_deterministic_and_safetensors_only(tiny_dir: Path, tmp_path: Path) -> None:
+    again = build_tiny_student(tmp_path / "again")
+    hashes = file_hashes(tiny_dir)
+    assert hashes == file_hashes(again)
+    assert "model.safetensors" in hashes
+    assert not any(name.endswith(".bin") for name in hashes)
+    assert "chat_template.jinja" in hashes or "chat_template.json" in hashes
+
+
+def test_other_seed_changes_the_random_vision_tower(tiny_dir: Path, tmp_path: Path) -> None:
+    other = build_tiny_student(tmp_path / "other", seed=1)
+    assert file_hashes(other)["model.safetensors"] != file_hashes(tiny_dir)["model.safetensors"]
+
+
+def test_processor_round_trips_with_chat_template(tiny_dir: Path) -> None:
+    from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+
+    model, processor = load_student(tiny_dir)
+    assert isinstance(processor, Idefics3Processor)
+    assert isinstance(processor.image_processor, Idefics3ImageProcessorPil)
+    assert processor.image_seq_len == TINY_PARAMS.image_seq_len == 4
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "It rises."}]},
+    ]
+    text = processor.apply_chat_template(messages)
+    assert text == (
+        f"<|im_start|>User:{IMAGE_TOKEN}Describe it.{END_OF_UTTERANCE}\n"
+        f"Assistant: It rises.{END_OF_UTTERANCE}\n"
+    )
+    prompt = processor.apply_chat_template(messages[:1], add_generation_prompt=True)
+    assert prompt.endswith(f"{END_OF_UTTERANCE}\nAssistant:")
+    batch = processor(text=[text], images=[[chart_image()]], return_tensors="pt")
+    # 448x336 -> longest edge 64 -> 2x2 tiles of 32 px + the global image = 5 tiles
+    assert tuple(batch["pixel_values"].shape) == (1, 5, 3, 32, 32)
+    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert model.config.image_token_id == image_id
+    assert int((batch["input_ids"] == image_id).sum()) == 5 * 4
+    for token in ("<fake_token_around_image>", "<row_2_col_2>", "<global-img>", END_OF_UTTERANCE):
+        ids = processor.tokenizer(token, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and ids[0] < model.config.text_config.vocab_size, token
+    logits = model(**batch).logits
+    assert logits.shape[:2] == batch["input_ids"].shape
+
+
+def test_default_params_give_five_tiles_of_49_tokens() -> None:
+    params = StudentParams()
+    assert params.image_seq_len == 49
+    assert params.longest_edge == 2 * params.vision.image_size
+
+
+def test_hub_id_needs_a_revision(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="revision"):
+        parse_section("student", StudentParams, {"base": "HuggingFaceTB/SmolVLM-256M-Instruct"})
+    pinned = parse_section(
+        "student",
+        StudentParams,
+        {"base": "HuggingFaceTB/SmolVLM-256M-Instruct", "revision": "abc123"},
+    )
+    assert pinned.is_hub_id
+    assert not parse_section("student", StudentParams, {"base": str(tmp_path)}).is_hub_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"vision": {"hidden_size": 190, "num_attention_heads": 4}}, "num_attention_heads"),
+        ({"vision": {"image_size": 200, "patch_size": 16}}, "patch_size"),
+        ({"scale_factor": 3}, "scale_factor"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_bad_student_params_are_rejected(raw: dict, reason: str) -> None:
+    with pytest.raises(ParamsError, match=reason):
+        parse_section("student", StudentParams, raw)
+
+
+def test_load_student_names_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_student(tmp_path)
+
+
+@pytest.mark.slow
+def test_embedded_student_text_logits_equal_smollm2(tmp_path: Path) -> None:
+    import torch
+
+    from chartdistill.student import _load_gguf_text_model, build_base_student
+
+    out = build_base_student(StudentParams(), tmp_path / "base")
+    student, processor = load_student(out)
+    reference = _load_gguf_text_model().eval()
+    ids = processor.tokenizer(
+        "The bar chart compares the number of visitors to three museums.", return_tensors="pt"
+    )["input_ids"]
+    with torch.inference_mode():
+        ours = student(input_ids=ids).logits
+        theirs = reference(input_ids=ids).logits
+    vocab = theirs.shape[-1]
+    assert ours.shape[-1] >= vocab
+    torch.testing.assert_close(ours[..., :vocab], theirs, rtol=0, atol=1e-4)
+    assert sum(p.numel() for p in student.parameters()) > 130_000_000

@@ -1,0 +1,285 @@
+"""LoRA training (labels, weights, resume, MLflow) and batched generation on the tiny student."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from transformers import TrainerCallback
+
+from chartdistill.config import ParamsError, parse_section
+from chartdistill.generation import GenerationParams, generate_essays, load_for_inference
+from chartdistill.student import END_OF_UTTERANCE, load_student
+from chartdistill.training import (
+    IGNORE_INDEX,
+    LoraParams,
+    TrainParams,
+    dataset_hash,
+    load_splits,
+    loss_history,
+    make_collator,
+    train_variant,
+)
+from tests.test_student import chart_image, tiny_student_dir
+
+PROMPT = "Write an IELTS Task 1 essay about this chart."
+ESSAYS = [
+    "The bar chart compares sales in four regions. North sold the most, at 40 units.",
+    "The line graph shows prices from 2010 to 2020. They rose steadily overall.",
+    "The pie chart shows energy sources. Coal accounts for 45 percent of the total.",
+    "The table lists student numbers. Engineering is the largest faculty by far.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_student_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One sqlite tracking DB for the session (a fresh one costs seconds)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    yield uri
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def write_split(path: Path, n: int, offset: int) -> None:
+    from datasets import Dataset, Features, Image, Value
+
+    features = Features(
+        {
+            "id": Value("string"),
+            "chart_type": Value("string"),
+            "title": Value("string"),
+            "image": Image(),
+            "text": Value("string"),
+        }
+    )
+    rows = {
+        "id": [f"c{offset + i}" for i in range(n)],
+        "chart_type": ["bar"] * n,
+        "title": [f"Chart {offset + i}" for i in range(n)],
+        "image": [chart_image(448 - 32 * (i % 3), 336) for i in range(n)],
+        "text": [ESSAYS[(offset + i) % len(ESSAYS)] for i in range(n)],
+    }
+    Dataset.from_dict(rows, features=features).to_parquet(str(path))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dataset")
+    for split, n, offset in (("train", 8, 0), ("validation", 2, 100), ("test", 2, 200)):
+        write_split(path / f"{split}.parquet", n, offset)
+    return path
+
+
+def small_params(**overrides: Any) -> TrainParams:
+    base = {
+        "lora": LoraParams(r=4, alpha=8, dropout=0.0),
+        "learning_rate": 5e-3,
+        "max_steps": 4,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "eval_steps": 2,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "max_length": 512,
+        "bf16": False,
+        "mlflow_experiment": "test-chartdistill",
+    }
+    return TrainParams(**{**base, **overrides})
+
+
+class Snapshot(TrainerCallback):
+    """Copies of the trainable model's weights at train begin and end."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        self.before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        self.after = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class CrashAfterFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+        raise KeyboardInterrupt(f"killed after the checkpoint at step {state.global_step}")
+
+
+def test_collator_labels_only_the_essay_and_end_token(tiny_dir: Path, dataset_dir: Path) -> None:
+    _, processor = load_student(tiny_dir)
+    rows = list(load_splits(dataset_dir)["train"].select(range(3)))
+    batch = make_collator(processor, PROMPT)(rows)
+    labels, ids = batch["labels"], batch["input_ids"]
+    assert labels.shape == ids.shape
+    assert batch["pixel_values"].shape[:2] == (3, 5)
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert not ((ids == image_id) & (labels != IGNORE_INDEX)).any()
+    assert not ((batch["attention_mask"] == 0) & (labels != IGNORE_INDEX)).any()
+    for i, row in enumerate(rows):
+        kept = labels[i][labels[i] != IGNORE_INDEX].tolist()
+        assert processor.tokenizer.decode(kept).strip() == row["text"] + END_OF_UTTERANCE
+        positions = (labels[i] != IGNORE_INDEX).nonzero().flatten()
+        assert positions.tolist() == list(range(int(positions[0]), int(positions[-1]) + 1))
+        assert (labels[i][positions] == ids[i][positions]).all()
+
+
+def test_collator_truncates_the_essay_and_rejects_a_prompt_too_long(
+    tiny_dir: Path, dataset_dir: Path
+) -> None:
+    _, processor = load_student(tiny_dir)
+    rows = list(load_splits(dataset_dir)["train"].select(range(2)))
+    full = make_collator(processor, PROMPT)(rows)
+    essay_start = int((full["labels"][0] != IGNORE_INDEX).nonzero()[0])
+    cut = make_collator(processor, PROMPT, max_length=essay_start + 3)(rows)
+    assert cut["input_ids"].shape[1] == essay_start + 3
+    assert int((cut["labels"][0] != IGNORE_INDEX).sum()) == 3
+    with pytest.raises(ValueError, match="item c0: prompt and image take"):
+        make_collator(processor, PROMPT, max_length=essay_start)(rows)
+
+
+def test_load_splits_names_missing_columns(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    for split in ("train", "validation", "test"):
+        Dataset.from_dict({"id": ["a"], "text": ["x"]}).to_parquet(str(tmp_path / f"{split}.parquet"))
+    with pytest.raises(ValueError, match=r"train.parquet: missing column\(s\) \['chart_type'"):
+        load_splits(tmp_path)
+    (tmp_path / "validation.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="validation.parquet"):
+        load_splits(tmp_path)
+
+
+def test_train_params_reject_bad_values() -> None:
+    with pytest.raises(ParamsError, match="max_steps"):
+        parse_section("train", TrainParams, {"max_steps": 0})
+    with pytest.raises(ParamsError, match="train.bf16"):
+        parse_section("train", TrainParams, {"bf16": "sometimes"})
+    with pytest.raises(ParamsError, match="train.lora.rank"):
+        parse_section("train", TrainParams, {"lora": {"rank": 8}})
+
+
+def test_qlora_on_cpu_is_a_clear_error(tiny_dir: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: 4-bit loading is allowed here")
+    with pytest.raises(RuntimeError, match="qlora: 4-bit QLoRA needs a CUDA GPU"):
+        train_variant(
+            "structured", dataset_dir, tiny_dir, tmp_path / "out", tmp_path / "ckpt",
+            small_params(qlora=True), PROMPT,
+        )  # fmt: skip
+
+
+def test_training_updates_lora_only_and_records_mlflow(
+    tiny_dir: Path, dataset_dir: Path, tmp_path: Path, mlflow_uri: str
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    snapshot = Snapshot()
+    out = tmp_path / "adapter"
+    metrics = train_variant(
+        "structured", dataset_dir, tiny_dir, out, tmp_path / "ckpt",
+        small_params(), PROMPT, callbacks=[snapshot],
+    )  # fmt: skip
+    assert metrics["steps"] == 4 and metrics["resumed_from_step"] == 0
+    assert metrics["eval_loss"] > 0 and metrics["train_loss"] > 0
+    assert metrics["peak_rss_mib"] > 0 and metrics["train_samples_per_second"] > 0
+    assert [row["step"] for row in metrics["history"] if row["loss"] is not None] == [1, 2, 3, 4]
+    assert [row["step"] for row in metrics["history"] if row["eval_loss"] is not None] == [2, 4]
+
+    lora = [k for k in snapshot.before if "lora_" in k]
+    saved = [k for k in snapshot.before if "modules_to_save" in k]
+    frozen = [k for k in snapshot.before if k not in lora and k not in saved]
+    assert lora and saved and frozen
+    assert any(not snapshot.before[k].equal(snapshot.after[k]) for k in lora if "lora_B" in k)
+    assert any(not snapshot.before[k].equal(snapshot.after[k]) for k in saved)
+    assert all(snapshot.before[k].equal(snapshot.after[k]) for k in frozen)
+
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    assert (out / "processor_config.json").exists()
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run = client.get_run(metrics["mlflow_run_id"])
+    assert run.data.tags["variant"] == "structured"
+    assert run.data.tags["dataset_hash"] == dataset_hash(dataset_dir)
+    assert "git_commit" in run.data.tags
+    assert float(run.data.params["learning_rate"]) == pytest.approx(5e-3)
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
+    assert client.get_metric_history(run.info.run_id, "eval_loss")
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "adapter")]
+    assert "adapter/adapter_config.json" in artifacts
+
+    model, processor = load_for_inference(tiny_dir, out)
+    [(text, seconds)] = generate_essays(
+        model, processor, [chart_image()], [PROMPT], GenerationParams(max_new_tokens=4)
+    )
+    assert isinstance(text, str) and seconds > 0
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(
+    tiny_dir: Path, dataset_dir: Path, tmp_path: Path, mlflow_uri: str
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    args = ("unstructured", dataset_dir, tiny_dir, tmp_path / "adapter", ckpt, small_params())
+    with pytest.raises(KeyboardInterrupt, match="step 2"):
+        train_variant(*args, PROMPT, callbacks=[CrashAfterFirstSave()])
+    assert (ckpt / "checkpoint-2").is_dir()
+    first_run = (ckpt / "mlflow_run_id.txt").read_text().strip()
+    metrics = train_variant(*args, PROMPT)
+    assert metrics["resumed_from_step"] == 2
+    assert metrics["steps"] == 4
+    assert [row["step"] for row in metrics["history"] if row["loss"] is not None] == [1, 2, 3, 4]
+    assert metrics["mlflow_run_id"] == first_run
+
+
+def test_loss_history_merges_train_and_eval_rows() -> None:
+    logs = [
+        {"step": 1, "loss": 2.0},
+        {"step": 2, "loss": 1.5},
+        {"step": 2, "eval_loss": 1.7},
+        {"step": 2, "train_runtime": 3.0},
+    ]
+    assert loss_history(logs) == [
+        {"step": 1, "loss": 2.0, "eval_loss": None},
+        {"step": 2, "loss": 1.5, "eval_loss": 1.7},
+    ]
+
+
+def test_batched_generation_matches_one_at_a_time(tiny_dir: Path) -> None:
+    model, processor = load_for_inference(tiny_dir, None, "float32")
+    images = [chart_image(448, 336), chart_image(300, 336), chart_image(448, 200)]
+    prompts = [PROMPT, "Summarise the chart.", PROMPT + " Use about 150 words."]
+    params = GenerationParams(max_new_tokens=6, batch_size=3, repetition_penalty=1.2)
+    batched = generate_essays(model, processor, images, prompts, params)
+    single = generate_essays(
+        model, processor, images, prompts, params.model_copy(update={"batch_size": 1})
+    )
+    assert len(batched) == 3
+    assert all(isinstance(text, str) and seconds > 0 for text, seconds in batched)
+    assert [text for text, _ in batched] == [text for text, _ in single]
+    assert any(text for text, _ in batched)
+
+
+def test_generation_checks_its_inputs(tiny_dir: Path) -> None:
+    model, processor = load_student(tiny_dir)
+    with pytest.raises(ValueError, match="2 images but 1 prompts"):
+        generate_essays(model, processor, [chart_image()] * 2, [PROMPT], GenerationParams())
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        load_for_inference(tiny_dir, tiny_dir)
+    _ = Image  # PIL is the image type the API takes
