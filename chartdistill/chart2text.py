@@ -62,7 +62,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field, ValidationError, field_validator
 from tqdm import tqdm
@@ -185,7 +184,8 @@ def clean_text(text: str) -> str:
 _TITLE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"([(\[{])\s+"), r"\1"),  # "( in" -> "(in"
     (re.compile(r"\s+([)\]}])"), r"\1"),  # "millions )" -> "millions)"
-    (re.compile(r"\s+([,.;:!?%])"), r"\1"),  # "2020 ," -> "2020,"
+    (re.compile(r"\s+([,.;:!?])"), r"\1"),  # "2020 ," -> "2020,"
+    (re.compile(r"(\d)\s+%"), r"\1%"),  # "12 %" -> "12%" (but "(in %)" stays)
     (re.compile(r"(\w)\s*(['’])\s*(s|re|ve|ll|d|m)\b"), r"\1\2\3"),  # "X ' s" -> "X's"
     (re.compile(r"(\w)\s+(n['’]t)\b"), r"\1\2"),  # "do n't" -> "don't"
     (re.compile(r"([$€£¥])\s+(\d)"), r"\1\2"),  # "$ 3" -> "$3"
@@ -451,6 +451,8 @@ def load_png(path: Path) -> bytes:
 
 def _read_metadata(path: Path) -> dict[int, dict[str, str]]:
     """metadata.csv rows by file number, with lower-cased column names."""
+    import pandas as pd  # only the import needs it; params loading stays light
+
     if not path.is_file():
         raise ValueError(f"{path}: metadata.csv not found (not a Chart-to-text dataset folder?)")
     try:
@@ -485,7 +487,15 @@ def _read_splits(folders: list[Path]) -> dict[str, str]:
 
 
 def _add_split_file(path: Path, split: str, splits: dict[str, str]) -> None:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        log.warning("%s: empty split file", path)
+        return
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: cannot read split file: {exc}") from exc
     column = next((c for c in frame.columns if str(c).strip().lower() == "file_no"), None)
     if column is None:
         raise ValueError(f"{path}: split file has no File_No column")

@@ -219,7 +219,9 @@ def _fmt(value: float | None) -> str:
 _DRAW = {"bar": _draw_bar, "line": _draw_line, "pie": _draw_pie, "table": _draw_table}
 
 
-def generate_synthetic(params: ChartsParams, out_dir: Path) -> tuple[list[ChartRecord], list[Reject]]:
+def generate_synthetic(
+    params: ChartsParams, out_dir: Path
+) -> tuple[list[ChartRecord], list[Reject]]:
     """Write `images/<id>.png` under out_dir for every requested chart; return the records."""
     jobs = [(t, i) for t in CHART_TYPES for i in range(params.counts.get(t, 0))]
     records: list[ChartRecord] = []
@@ -227,7 +229,9 @@ def generate_synthetic(params: ChartsParams, out_dir: Path) -> tuple[list[ChartR
     for chart_type, index in tqdm(jobs, desc="charts", unit="chart"):
         chart_id = f"syn-{chart_type}-{index:04d}"
         try:
-            chart = make_chart(random.Random(f"{params.seed}:{chart_type}:{index}"), chart_type, chart_id)
+            chart = make_chart(
+                random.Random(f"{params.seed}:{chart_type}:{index}"), chart_type, chart_id
+            )
             png = render_png(chart, params.width, params.height)
         except Exception as exc:  # one broken chart must not sink the rest
             log.warning("chart %s skipped: %s", chart_id, exc)

@@ -159,7 +159,9 @@ def variant_rows(examples: list[Example], variant: str, charts_dir: Path) -> dic
         "id": [e.chart.id for e in examples],
         "chart_type": [e.chart.chart_type for e in examples],
         "title": [e.chart.title for e in examples],
-        "image": [{"bytes": (charts_dir / e.chart.image).read_bytes(), "path": None} for e in examples],
+        "image": [
+            {"bytes": (charts_dir / e.chart.image).read_bytes(), "path": None} for e in examples
+        ],
         "text": [render(e.essay.sections or {}) for e in examples],
         "teacher_model": [e.essay.model for e in examples],
         "prompt_hash": [e.essay.prompt_hash for e in examples],

@@ -39,10 +39,16 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _signature(items: set[str], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    hashes = np.array(
-        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in items],
-        dtype=np.uint64,
-    ) % _PRIME
+    hashes = (
+        np.array(
+            [
+                int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+                for s in items
+            ],
+            dtype=np.uint64,
+        )
+        % _PRIME
+    )
     # (a*x + b) mod p per permutation; uint64 wraps on overflow, which keeps it a hash family.
     return ((np.outer(a, hashes) + b[:, None]) % _PRIME).min(axis=1)
 

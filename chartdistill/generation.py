@@ -62,7 +62,10 @@ def load_for_inference(
 def _generation_kwargs(params: GenerationParams, prompt_length: int) -> dict[str, Any]:
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-    kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": params.do_sample}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": params.max_new_tokens,
+        "do_sample": params.do_sample,
+    }
     if params.do_sample:
         kwargs.update(temperature=params.temperature, top_p=params.top_p)
     else:
@@ -79,7 +82,11 @@ def _generation_kwargs(params: GenerationParams, prompt_length: int) -> dict[str
 
 
 def generate_batch(
-    model: Any, processor: Any, images: Sequence[Image.Image], prompts: Sequence[str], params: GenerationParams
+    model: Any,
+    processor: Any,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    params: GenerationParams,
 ) -> list[str]:
     """One left-padded batch through model.generate; returns the decoded new text per item."""
     import torch

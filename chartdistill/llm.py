@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -356,47 +356,53 @@ class CachedClient:
         desc: str = "llm",
         on_result: OnResult | None = None,
     ) -> list[ChatResult]:
-        """Results in request order; `on_result(index, result)` also fires for cache hits."""
+        """Results in request order; `on_result(index, result)` also fires for cache hits.
+        Identical requests in one call are sent once and share the answer."""
         model = self.backend.model_id
         keys = [request.cache_key(model) for request in requests]
         results: list[ChatResult | None] = [None] * len(requests)
-        misses: list[int] = []
+        pending: dict[str, list[int]] = {}  # key -> indices waiting for it, in request order
         for index, key in enumerate(keys):
+            if key in pending:
+                pending[key].append(index)
+                continue
             hit = self.cache.get(key)
             if hit is None:
-                misses.append(index)
+                pending[key] = [index]
                 continue
             results[index] = hit
             self.stats.cache_hits += 1
             if on_result is not None:
                 on_result(index, hit)
+        sent = [indices[0] for indices in pending.values()]
         log.info(
             "%s: %d requests to %s, %d cached, %d to send",
             desc,
             len(requests),
             model,
-            len(requests) - len(misses),
-            len(misses),
+            len(requests) - sum(map(len, pending.values())),
+            len(sent),
         )
-        if not misses:
+        if not sent:
             return [r for r in results if r is not None]
 
         def arrived(position: int, result: ChatResult) -> None:
-            index = misses[position]
-            results[index] = result
+            key = keys[sent[position]]
             self._count(result)
             if result.ok:
-                self.cache.put(keys[index], model, requests[index], result)
-            if on_result is not None:
-                on_result(index, result)
+                self.cache.put(key, model, requests[sent[position]], result)
+            for number, index in enumerate(pending[key]):
+                results[index] = result if number == 0 else replace(result)
+                if on_result is not None:
+                    on_result(index, results[index])  # type: ignore[arg-type]
 
-        self.stats.requests_sent += len(misses)
-        self.backend.complete_all([requests[i] for i in misses], arrived)
+        self.stats.requests_sent += len(sent)
+        self.backend.complete_all([requests[i] for i in sent], arrived)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise RuntimeError(f"{desc}: backend {model} returned no result for items {missing}")
-        failed = sum(1 for i in misses if not results[i].ok)  # type: ignore[union-attr]
-        log.info("%s: done, %d sent, %d failed", desc, len(misses), failed)
+        failed = sum(1 for i in sent if not results[i].ok)  # type: ignore[union-attr]
+        log.info("%s: done, %d sent, %d failed", desc, len(sent), failed)
         return [r for r in results if r is not None]
 
     def _count(self, result: ChatResult) -> None:

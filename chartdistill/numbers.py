@@ -237,6 +237,7 @@ class ChartNumbers:
     percent_table: bool
     fraction_table: bool
     label_numbers: frozenset[float]
+    label_patterns: tuple[re.Pattern[str], ...]
     direct: list[float]
     derived: list[float]
     shares: list[float]
@@ -250,8 +251,10 @@ class ChartNumbers:
         values = chart.values()
         percent_table = bool(_TABLE_PERCENT.search(described))
         fraction_table = not percent_table and all(0 <= v <= 1 for v in values)
-        labels = [*descriptors, *(str(row[0]) for row in chart.rows)]
+        names = [*chart.columns, *(str(row[0]) for row in chart.rows)]
+        labels = [*descriptors, *names]
         label_numbers = frozenset(m.literal for text in labels for m in extract_numbers(text))
+        numbered = sorted({n.strip() for n in names if any(ch.isdigit() for ch in n)}, key=len)
         diffs = list(_differences(chart))
         return cls(
             values=values,
@@ -259,16 +262,37 @@ class ChartNumbers:
             percent_table=percent_table,
             fraction_table=fraction_table,
             label_numbers=label_numbers,
+            label_patterns=tuple(_label_pattern(name) for name in reversed(numbered)),
             direct=_sorted_abs(_scaled(values, scale)),
             derived=_sorted_abs(_scaled(diffs, scale)),
             shares=[] if percent_table else _sorted_abs(_shares(chart)),
             as_percent=_sorted_abs(v * 100 for v in values) if fraction_table else [],
         )
 
-    def is_label(self, mention: Mention) -> bool:
-        """A bare number that names a row, column or the chart ("2010", "18-24", "top 10")."""
-        plain = not (mention.is_percent or mention.currency or mention.scale != 1.0)
-        return plain and mention.literal in self.label_numbers
+    def split(self, text: str, tolerance: float) -> tuple[list[Mention], list[Mention]]:
+        """(value mentions, label mentions) in `text`.
+
+        A label is a number inside a row or column name written out ("18-24", "Q3 2020",
+        "2010"), or a bare number found in a name, title or axis label that is not itself a
+        table value ("the top 5", "in 2020"): "fell to 24 hours" stays a value when 24 is one.
+        """
+        spans = [m.span() for p in self.label_patterns for m in p.finditer(text)]
+        values: list[Mention] = []
+        labels: list[Mention] = []
+        for mention in extract_numbers(text):
+            start, end = mention.span
+            inside = any(a <= start and end <= b for a, b in spans)
+            plain = not (mention.is_percent or mention.currency or mention.scale != 1.0)
+            named = plain and mention.literal in self.label_numbers
+            if inside or (named and not self.is_value(mention, tolerance)):
+                labels.append(mention)
+            else:
+                values.append(mention)
+        return values, labels
+
+    def is_value(self, mention: Mention, tolerance: float) -> bool:
+        """The mention matches a table value itself (no derived values)."""
+        return any(_any_close(self.direct, w, s, tolerance) for w, s in mention.readings())
 
     def grounds(self, mention: Mention, tolerance: float) -> bool:
         """The mention matches a table value, a difference of two values, or a share (for %)."""
@@ -326,27 +350,29 @@ def _shares(chart: ChartRecord) -> Iterator[float]:
             yield from (100 * v / total for v in series)
 
 
-def value_mentions(text: str, chart: ChartRecord) -> list[Mention]:
+def _label_pattern(name: str) -> re.Pattern[str]:
+    words = r"\s+".join(re.escape(part) for part in name.split())
+    return re.compile(rf"(?<![\w.]){words}(?!\w)", re.IGNORECASE)
+
+
+def value_mentions(text: str, chart: ChartRecord, tolerance: float = 0.0) -> list[Mention]:
     """The mentions in `text` that are not row, column or chart labels."""
-    table = ChartNumbers.from_chart(chart)
-    return [m for m in extract_numbers(text) if not table.is_label(m)]
+    return ChartNumbers.from_chart(chart).split(text, tolerance)[0]
 
 
 def ground_numbers(text: str, chart: ChartRecord, tolerance: float) -> Grounding:
     """Count the value mentions in `text` and those the chart's table supports.
 
     Label numbers (a year that is a row label, "18-24" as an age band, "10" in the title)
-    are not values. A year-like number (1800-2100, no unit) that is neither a label nor a
-    table value is read as a date and left out too.
+    are not values (see ChartNumbers.split). A year-like number (1800-2100, no unit) that is
+    neither a label nor a table value is read as a date and left out too.
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     table = ChartNumbers.from_chart(chart)
-    grounded, ungrounded, labels = 0, [], []
-    for mention in extract_numbers(text):
-        if table.is_label(mention):
-            labels.append(mention.text)
-            continue
+    values, label_mentions = table.split(text, tolerance)
+    grounded, ungrounded, labels = 0, [], [m.text for m in label_mentions]
+    for mention in values:
         ok = table.grounds(mention, tolerance)
         if ok:
             grounded += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,9 @@ GLOBAL_IMAGE_TOKEN = "<global-img>"
 MAX_TILES_PER_SIDE = 6  # Idefics3Processor knows <row_i_col_j> for i, j in 1..6
 VOCAB_MULTIPLE = 64
 
-# SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct): "User:<image>text<end_of_utterance>"
-# turns, generation prompt "Assistant:". Content may be a string or a list of typed parts.
+# SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct):
+# "User:<image>text<end_of_utterance>" turns, generation prompt "Assistant:".
+# Content may be a string or a list of typed parts.
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
     "{% if message['content'] is string %}{{ ': ' + message['content'] }}"
@@ -198,7 +200,9 @@ def make_processor(params: StudentParams, tokenizer: Any) -> Idefics3Processor:
     )
 
 
-def _student_config(params: StudentParams, text_config: Any, vocab_size: int, tokenizer: Any) -> Any:
+def _student_config(
+    params: StudentParams, text_config: Any, vocab_size: int, tokenizer: Any
+) -> Any:
     from transformers import Idefics3Config, Idefics3VisionConfig
 
     text = text_config.to_dict()
@@ -298,10 +302,15 @@ def build_student(params: StudentParams) -> tuple[Any, Any]:
 
 
 def save_student(model: Any, processor: Any, out_dir: Path) -> Path:
-    """Write safetensors weights + processor (chat template included) to out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
+    """Write safetensors weights + processor (chat template included), swapped in atomically."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
     log.info("saved student to %s", out_dir)
     return out_dir
 

@@ -33,6 +33,7 @@ SPLITS = ("train", "validation", "test")
 REQUIRED_COLUMNS = ("id", "chart_type", "title", "image", "text")
 IGNORE_INDEX = -100
 MLFLOW_RUN_FILE = "mlflow_run_id.txt"
+FINGERPRINT_FILE = "run_fingerprint.txt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -40,7 +41,9 @@ class LoraParams(Section):
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     modules_to_save: list[str] = Field(default_factory=lambda: ["connector"])
 
 
@@ -139,7 +142,9 @@ def _essay_token_ids(processor: Any, full_text: str, prompt_text: str) -> list[i
     answer = full_text[len(prompt_text) :]
     end = answer.rfind(END_OF_UTTERANCE)
     if end < 0:
-        raise ValueError(f"the chat template does not end the assistant turn with {END_OF_UTTERANCE}")
+        raise ValueError(
+            f"the chat template does not end the assistant turn with {END_OF_UTTERANCE}"
+        )
     return processor.tokenizer(answer[: end + len(END_OF_UTTERANCE)], add_special_tokens=False)[
         "input_ids"
     ]
@@ -168,7 +173,10 @@ def make_collator(
             full = processor.apply_chat_template(chat_messages(prompt, essay))
             texts.append(full)
             answers.append(_essay_token_ids(processor, full, prompt_text))
-            images.append([row["image"].convert("RGB")])
+            image = row.get("image")
+            if not hasattr(image, "convert"):
+                raise ValueError(f"item {row.get('id')}: no decodable image (got {type(image)})")
+            images.append([image.convert("RGB")])
         batch = processor(
             text=texts, images=images, padding=True, padding_side="right", return_tensors="pt"
         )
@@ -246,6 +254,35 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return Path(found) if found else None
 
 
+def run_fingerprint(params: TrainParams, data_hash: str, base_dir: Path, prompt: str) -> str:
+    """What a checkpoint must match to be resumed: params, data, base model config, prompt."""
+    config = base_dir / "config.json"
+    payload = {
+        "params": params.model_dump(mode="json", exclude={"mlflow_experiment", "report_to"}),
+        "dataset": data_hash,
+        "base": config.read_text(encoding="utf-8") if config.exists() else str(base_dir),
+        "prompt": prompt,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def resumable_checkpoint(checkpoint_dir: Path, fingerprint: str) -> Path | None:
+    """The last checkpoint when it belongs to this run; stale checkpoints are removed."""
+    marker = checkpoint_dir / FINGERPRINT_FILE
+    checkpoint = last_checkpoint(checkpoint_dir)
+    stored = marker.read_text(encoding="utf-8").strip() if marker.exists() else None
+    if checkpoint is not None and stored != fingerprint:
+        log.warning(
+            "%s: checkpoints were made with other params, data, base or prompt; starting over",
+            checkpoint_dir,
+        )
+        shutil.rmtree(checkpoint_dir)
+        checkpoint = None
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint + "\n", encoding="utf-8")
+    return checkpoint
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     return int(state["global_step"])
@@ -321,7 +358,9 @@ def _qlora_kwargs() -> dict[str, Any]:
     import torch
 
     if not torch.cuda.is_available():
-        raise RuntimeError("train.qlora: 4-bit QLoRA needs a CUDA GPU; set train.qlora: false on CPU")
+        raise RuntimeError(
+            "train.qlora: 4-bit QLoRA needs a CUDA GPU; set train.qlora: false on CPU"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
@@ -338,6 +377,7 @@ def _qlora_kwargs() -> dict[str, Any]:
 
 
 def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str) -> Any:
+    import torch
     from transformers import TrainingArguments
 
     reports = [r for r in params.report_to if r != "none"]
@@ -361,8 +401,8 @@ def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str)
         logging_strategy="steps",
         logging_steps=params.logging_steps,
         bf16=use_bf16(params.bf16),
-        gradient_checkpointing=params.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}
+        activation_checkpointing=params.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False}
         if params.gradient_checkpointing
         else None,
         seed=params.seed,
@@ -372,6 +412,7 @@ def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str)
         label_names=["labels"],
         prediction_loss_only=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
     )
 
@@ -397,7 +438,9 @@ def mlflow_run(
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or params.mlflow_experiment
     mlflow.set_experiment(experiment)
     run_file = checkpoint_dir / MLFLOW_RUN_FILE
-    run_id = run_file.read_text(encoding="utf-8").strip() if resuming and run_file.exists() else None
+    run_id = (
+        run_file.read_text(encoding="utf-8").strip() if resuming and run_file.exists() else None
+    )
     run_id = run_id or os.environ.get("MLFLOW_RUN_ID") or None
     with (
         _environ(MLFLOW_RUN_ID=None, MLFLOW_EXPERIMENT_NAME=experiment),
@@ -435,14 +478,16 @@ def train_variant(
     model, processor = load_trainable(base_dir, params)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("%s: %d trainable of %d parameters", variant, trainable, total)
-    checkpoint = last_checkpoint(checkpoint_dir)
+    data_hash = dataset_hash(dataset_dir)
+    fingerprint = run_fingerprint(params, data_hash, base_dir, prompt)
+    checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
     resumed_from = checkpoint_step(checkpoint) if checkpoint else 0
     if checkpoint:
         log.info("%s: resuming from %s (step %d)", variant, checkpoint, resumed_from)
     tags = {
         "variant": variant,
         "git_commit": git_commit(),
-        "dataset_hash": dataset_hash(dataset_dir),
+        "dataset_hash": data_hash,
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "base_model": str(base_dir),
     }
@@ -459,7 +504,7 @@ def train_variant(
     enabled = "mlflow" in params.report_to
     with mlflow_run(enabled, params, checkpoint_dir, checkpoint is not None, tags) as mlflow:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        eval_metrics = trainer.evaluate()
+        eval_metrics = final_eval(trainer)
         save_adapter(model, processor, out_dir)
         metrics = _metrics(output, eval_metrics, trainer, resumed_from, trainable)
         if mlflow is not None:
@@ -470,6 +515,14 @@ def train_variant(
             metrics["mlflow_run_id"] = mlflow.active_run().info.run_id
     metrics["history"] = loss_history(trainer.state.log_history)
     return metrics
+
+
+def final_eval(trainer: Any) -> dict[str, float]:
+    """Eval metrics at the last step: reused when eval_steps already hit it, else evaluated now."""
+    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    if evals and evals[-1].get("step") == trainer.state.global_step:
+        return {"eval_loss": float(evals[-1]["eval_loss"])}
+    return trainer.evaluate()
 
 
 def _metrics(

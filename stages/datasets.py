@@ -46,7 +46,9 @@ def main() -> None:
     for variant in VARIANTS:
         out = paths.datasets / variant
         write_variant(examples, variant, paths.charts, out)
-        atomic_write_text(out / "README.md", render_card(variant, examples, metrics, rejects, generation))
+        atomic_write_text(
+            out / "README.md", render_card(variant, examples, metrics, rejects, generation)
+        )
     save_records(paths.datasets / "rejects.jsonl", rejects)
     write_json(paths.metrics / "datasets.json", metrics)
     log.info("datasets: %s kept per split, %d rejected", metrics["per_split"], len(rejects))

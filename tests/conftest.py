@@ -18,6 +18,8 @@ BIN = Path(sys.executable).parent
 # A profile small enough that the whole pipeline runs in about a minute.
 TINY_PROFILE: dict[str, Any] = {
     "charts": {"counts": {"bar": 2, "line": 2, "pie": 1, "table": 1}, "width": 224, "height": 168},
+    "teacher": {"validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
+    "datasets": {"min_words": 100, "min_grounded_fraction": 0.5},
 }
 
 

@@ -299,7 +299,9 @@ class StubServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.stub = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="stub-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="stub-llm", daemon=True
+        )
         self._thread.start()
         return self
 

