@@ -211,13 +211,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="student_bench_") as tmp:
         base = str(base_dir(Path(tmp)))
-        rows = [
-            run_isolated(step_case, base, False),
-            run_isolated(step_case, base, True),
-            run_isolated(train_case, base, tmp),
-            run_isolated(generate_case, base, 1),
-            run_isolated(generate_case, base, GEN_ITEMS),
+        cases = [
+            (step_case, base, False),
+            (step_case, base, True),
+            (train_case, base, tmp),
+            (generate_case, base, 1),
+            (generate_case, base, GEN_ITEMS),
         ]
+        rows = []
+        for fn, *args in cases:
+            rows.append(run_isolated(fn, *args))
+            log.info("%s", rows[-1])
     print(table(rows))  # noqa: T201 - a benchmark's report is its stdout
 
 

@@ -142,6 +142,9 @@ class OpenAIBackend:
         return os.environ.get(self.params.api_key_env) or "not-needed"
 
     def complete_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
+        """All requests, `concurrency` at a time. on_result runs in a worker thread, one call
+        at a time and in completion order; an exception from it cancels the rest and
+        propagates (results already delivered stay delivered)."""
         if not requests:
             return []
         return asyncio.run(self._run_all(requests, on_result))
@@ -168,7 +171,10 @@ class OpenAIBackend:
                     index, result = await finished
                     results[index] = result
                     bar.update(1)
-                    on_result(index, result)
+                    # In a worker thread, one call at a time: callers persist each result
+                    # (an fsync'd cache write is ~8 ms here), which would otherwise stall
+                    # every request in flight on this event loop.
+                    await asyncio.to_thread(on_result, index, result)
         finally:
             pending = [task for task in tasks if not task.done()]
             for task in pending:

@@ -303,7 +303,9 @@ def render_teacher_messages(
     """OpenAI chat messages asking the teacher for a whole essay or for one section.
 
     mode "single": one call, analysis in <analysis> tags, then the four marked sections.
-    mode "stepwise": one call per `section`, given the sections written so far in `previous`.
+    mode "stepwise": one call per `section`, given the sections written so far in `previous`;
+    the type's examples come first as few-shot turns (user: example chart, assistant: that
+    example's paragraph for the same section), which keeps a small teacher from copying them.
     With `image_data_url` the user content is a list: a text part and an image_url part.
     """
     prompts_dir = Path(prompts_dir)
@@ -326,14 +328,35 @@ def render_teacher_messages(
     elif mode == "stepwise":
         ordered = _check_stepwise(chart.id, section, previous)
         assert section is not None  # checked above
-        values.update(
-            section=section,
-            marker=MARKERS[section].rstrip(":"),
-            purpose=PURPOSE[section],
-            focus=spec.focus[section],
-            previous={name: fence_safe(text.strip()) for name, text in ordered.items()},
+        step = {
+            "section": section,
+            "marker": MARKERS[section].rstrip(":"),
+            "purpose": PURPOSE[section],
+            "focus": spec.focus[section],
+        }
+        shots: list[dict[str, Any]] = []
+        for example in examples:
+            shot = render_template(
+                prompts_dir,
+                "section.md",
+                **{
+                    **values,
+                    **step,
+                    "chart": chart_context(example.chart, spec.name),
+                    "previous": {},
+                    "repair": "",
+                },
+            )
+            shots += [
+                {"role": "user", "content": shot},
+                {"role": "assistant", "content": example.sections[section]},
+            ]
+        previous_safe = {name: fence_safe(text.strip()) for name, text in ordered.items()}
+        user = render_template(
+            prompts_dir, "section.md", **{**values, **step, "previous": previous_safe}
         )
-        user = render_template(prompts_dir, "section.md", **values)
+        system = render_template(prompts_dir, "teacher_system.md")
+        return [{"role": "system", "content": system}, *shots, _user_message(user, image_data_url)]
     else:
         raise PromptError(f"chart {chart.id}: unknown mode {mode!r} (expected single|stepwise)")
     system = render_template(prompts_dir, "teacher_system.md")

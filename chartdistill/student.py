@@ -11,6 +11,8 @@ Importing this module does not import torch or transformers.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import logging
 import math
@@ -156,7 +158,8 @@ def image_tokens() -> list[str]:
     return [FAKE_IMAGE_TOKEN, IMAGE_TOKEN, END_OF_UTTERANCE, GLOBAL_IMAGE_TOKEN, *tiles]
 
 
-def _load_gguf_tokenizer() -> Any:
+@functools.lru_cache(maxsize=1)
+def _gguf_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
     path = gguf_path()
@@ -165,6 +168,11 @@ def _load_gguf_tokenizer() -> Any:
         {"additional_special_tokens": image_tokens()}, replace_extra_special_tokens=False
     )
     return tokenizer
+
+
+def _load_gguf_tokenizer() -> Any:
+    """SmolLM2's tokenizer with the image tokens added (a private copy; parsed once a process)."""
+    return copy.deepcopy(_gguf_tokenizer())
 
 
 def _load_gguf_text_model() -> Any:

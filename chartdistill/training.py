@@ -401,6 +401,7 @@ def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str)
         logging_strategy="steps",
         logging_steps=params.logging_steps,
         bf16=use_bf16(params.bf16),
+        use_cpu=not torch.cuda.is_available(),
         activation_checkpointing=params.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False}
         if params.gradient_checkpointing

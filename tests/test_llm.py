@@ -394,10 +394,174 @@ def test_embedded_bundled_is_deterministic() -> None:
             seed=3,
         )
     )
-    backend = EmbeddedBackend(EmbeddedParams(batch_size=2))
+    # one thread: with other jobs on the 2 cores, two OpenMP threads run ~10x slower
+    backend = EmbeddedBackend(EmbeddedParams(batch_size=2, threads=1))
     first = backend.complete_all(reqs, lambda i, r: None)
     second = backend.complete_all(reqs, lambda i, r: None)
     assert all(r.ok and r.text for r in first), first
     assert [r.text for r in first] == [r.text for r in second]
     assert all(0 < r.completion_tokens <= 24 for r in first)
     assert first[0].finish_reason in ("stop", "length")
+
+
+# ---------------------------------------------------------------------------------------------
+# EmbeddedBackend on a tiny random model built from config (no files, no downloads)
+
+TINY_WORDS = [
+    "<pad>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "[UNK]",
+    "system",
+    "user",
+    "assistant",
+    "the",
+    "chart",
+    "shows",
+    "a",
+    "bar",
+    "line",
+    "pie",
+    "table",
+    "of",
+    "sales",
+    "in",
+    "2020",
+    "rose",
+    "fell",
+    "sharply",
+    "overall",
+    "describe",
+    "what",
+    "is",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_embedded():
+    """An EmbeddedBackend whose tokenizer and model are built in memory."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from chartdistill.llm_embedded import EmbeddedBackend
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>", unk_token="[UNK]"
+    )
+    tokenizer.padding_side = "left"
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+    )
+    config = LlamaConfig(
+        vocab_size=len(TINY_WORDS),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=48,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+
+    def make(**params: object) -> EmbeddedBackend:
+        backend = EmbeddedBackend(EmbeddedParams(dtype="float32", **params))  # type: ignore[arg-type]
+        backend._tokenizer, backend._model = tokenizer, model
+        return backend
+
+    return make
+
+
+def text_request(text: str, max_tokens: int = 8, **sampling: object) -> ChatRequest:
+    return ChatRequest(
+        messages=[{"role": "user", "content": text}],
+        max_tokens=max_tokens,
+        **sampling,  # type: ignore[arg-type]
+    )
+
+
+def test_embedded_batches_in_order_and_truncates_per_request(tiny_embedded, caplog) -> None:
+    backend = tiny_embedded(batch_size=2)
+    reqs = [
+        text_request("describe the bar chart of sales in 2020 overall", max_tokens=3),
+        text_request("what is a pie chart", max_tokens=7),
+        ChatRequest(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "the line"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                    ],
+                }
+            ],
+            max_tokens=5,
+        ),
+    ]
+    seen: list[int] = []
+    with caplog.at_level("WARNING"):
+        results = backend.complete_all(reqs, lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1, 2]
+    assert sum("image parts" in m for m in caplog.messages) == 1
+    for request, result in zip(reqs, results, strict=True):
+        assert result.error in (None, "empty_content")
+        assert result.completion_tokens <= request.max_tokens
+        assert result.finish_reason in ("stop", "length")
+        assert result.prompt_tokens > 0
+    assert results[0].prompt_tokens == 14  # 5 template tokens + 9 prompt words, no padding
+    again = backend.complete_all(reqs, lambda i, r: None)
+    assert [r.text for r in again] == [r.text for r in results]
+
+
+def test_embedded_seeded_sampling_is_per_request(tiny_embedded) -> None:
+    sampled = text_request("the chart shows sales", max_tokens=8, temperature=1.5, seed=42)
+    other = text_request("what is a line of table in 2020", max_tokens=8, temperature=1.5, seed=7)
+    alone = tiny_embedded(batch_size=1).complete_all([sampled], lambda i, r: None)[0]
+    batched = tiny_embedded(batch_size=4).complete_all([other, sampled], lambda i, r: None)[1]
+    assert alone.completion_tokens > 0
+    assert alone.text == batched.text  # a row's draws do not depend on its batch mates
+    reseeded = text_request("the chart shows sales", max_tokens=8, temperature=1.5, seed=43)
+    texts = {
+        tiny_embedded(batch_size=1).complete_all([r], lambda i, r: None)[0].text
+        for r in (sampled, reseeded)
+    }
+    greedy = tiny_embedded(batch_size=1).complete_all(
+        [text_request("the chart shows sales", max_tokens=8)], lambda i, r: None
+    )[0]
+    assert len(texts | {greedy.text}) >= 2  # seeds and sampling change the draw
+
+
+def test_embedded_prompt_too_long_is_an_item_error(tiny_embedded) -> None:
+    backend = tiny_embedded(batch_size=2)
+    long = text_request(" ".join(["sales"] * 40), max_tokens=16)
+    results = backend.complete_all([long, text_request("the chart")], lambda i, r: None)
+    assert results[0].error == "prompt_too_long" and not results[0].ok
+    assert results[1].error in (None, "empty_content")
+
+
+def test_seeded_row_sampler_top_p_and_greedy_rows() -> None:
+    import torch
+
+    from chartdistill.llm_embedded import SeededRowSampler
+
+    scores = torch.tensor([[0.0, 5.0, 4.9, -3.0], [1.0, 2.0, 3.0, 0.5], [0.0, 0.1, 0.2, 0.3]])
+    sampler = SeededRowSampler([1.0, 0.0, 1.0], [0.5, 1.0, 1.0], [1, 2, 3])
+    out = sampler(torch.zeros((3, 1), dtype=torch.long), scores)
+    assert torch.equal(out[1], scores[1])  # temperature 0: untouched, greedy
+    for row in (0, 2):
+        assert torch.isfinite(out[row]).sum() == 1
+    assert out[0].argmax().item() == 1  # top_p 0.5 keeps only the most likely token
+    draws = [
+        SeededRowSampler([1.0], [1.0], [9])(torch.zeros((1, 1), dtype=torch.long), scores[2:])
+        .argmax()
+        .item()
+        for _ in range(3)
+    ]
+    assert len(set(draws)) == 1

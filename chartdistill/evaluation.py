@@ -1,0 +1,332 @@
+"""Evaluation of one fine-tuned variant: its inputs, automatic metrics, and the metrics file.
+
+`eval_summary` turns the judge's pairwise outcomes and the automatic metrics of the teacher,
+baseline and fine-tuned essays into `metrics/eval_<variant>.json`: win/tie/loss rates of the
+fine-tuned student with Wilson 95 % intervals, the same per chart type, rubric band means, and
+judge failures. Everything in it is a number (or null) in nested dicts, never a list, so
+`dvc metrics diff` shows it key by key.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from chartdistill.config import Section
+from chartdistill.dataset import VARIANTS
+from chartdistill.essays import EssayBounds
+from chartdistill.io import atomic_write_text, read_jsonl
+from chartdistill.judge import CRITERIA, SIDES, PairJudgement
+from chartdistill.metrics import essay_metrics, wilson_interval
+from chartdistill.records import CHART_TYPES, ChartRecord, EssayRecord
+
+log = logging.getLogger(__name__)
+
+Z_95 = 1.959964  # two-sided 95 % normal quantile, for the Wilson intervals
+_DIGITS = 4
+# Fields of essay_metrics that are a reason (str) or None: reported as the rate of non-None.
+_RATE_OF_PRESENT: tuple[str, ...] = ("off_task", "parse_error")
+_NOT_AVERAGED: tuple[str, ...] = ("id", "chart_type", "reasons")
+PLOT_FIELDS: tuple[str, ...] = ("chart_type", "win_rate", "tie_rate", "loss_rate")
+
+
+class EvaluationParams(Section):
+    """Bounds for the automatic metrics (word-count compliance, loops, validity) and the
+    relative tolerance for matching an essay's numbers to the table.
+
+    `tolerance` is the one knob for number matching; it overrides `bounds.tolerance`, which
+    must therefore not be set to a different value.
+    """
+
+    bounds: EssayBounds = EssayBounds()
+    tolerance: float = Field(default=0.02, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> EvaluationParams:
+        if "tolerance" in self.bounds.model_fields_set and self.bounds.tolerance != self.tolerance:
+            raise ValueError(
+                f"bounds.tolerance ({self.bounds.tolerance}) differs from tolerance "
+                f"({self.tolerance}); set only evaluation.tolerance"
+            )
+        return self
+
+    @property
+    def essay_bounds(self) -> EssayBounds:
+        """`bounds` with `tolerance` applied."""
+        return self.bounds.model_copy(update={"tolerance": self.tolerance})
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Prediction(BaseModel):
+    """One student essay for one test chart, as the predict stages write it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    chart_type: str
+    text: str
+    seconds: float = 0.0
+    model: str = ""
+
+
+def load_predictions(path: Path) -> dict[str, Prediction]:
+    """Predictions by chart id, in file order; a bad line or a repeated id is an error."""
+    out: dict[str, Prediction] = {}
+    for number, row in enumerate(read_jsonl(path), start=1):
+        try:
+            prediction = Prediction.model_validate(row)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"{path}:{number}: not a prediction record: {problems}") from exc
+        if prediction.id in out:
+            raise ValueError(f"{path}:{number}: chart {prediction.id} predicted twice")
+        out[prediction.id] = prediction
+    return out
+
+
+@dataclass
+class EvalInputs:
+    """Everything one variant's evaluation reads, matched by chart id (finetuned file order)."""
+
+    charts: list[ChartRecord]
+    references: dict[str, str]  # the teacher essay rendered like the variant
+    baseline: dict[str, str]
+    finetuned: dict[str, str]
+
+
+def reference_texts(essays: Iterable[EssayRecord], variant: str) -> dict[str, str]:
+    """Teacher essays with parsed sections, rendered in the variant's format, by chart id."""
+    render = _renderer(variant)
+    return {e.id: render(e.sections) for e in essays if e.sections is not None}
+
+
+def _renderer(variant: str) -> Callable[[dict[str, str]], str]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def _missing(ids: Sequence[str], present: Iterable[str]) -> list[str]:
+    have = set(present)
+    return [i for i in ids if i not in have]
+
+
+def _preview(ids: list[str]) -> str:
+    shown = ", ".join(ids[:5])
+    return f"{shown} (+{len(ids) - 5} more)" if len(ids) > 5 else shown
+
+
+def match_inputs(
+    variant: str,
+    charts: Iterable[ChartRecord],
+    essays: Iterable[EssayRecord],
+    baseline: dict[str, Prediction],
+    finetuned: dict[str, Prediction],
+) -> EvalInputs:
+    """Line up charts, teacher references and both students' essays by chart id.
+
+    Both prediction files must cover the same charts, and each chart must be in the manifest
+    with a parsed teacher essay; otherwise the error names the ids that do not match.
+    """
+    if not finetuned:
+        raise ValueError(f"no {variant} predictions: nothing to judge")
+    ids = list(finetuned)
+    problems = []
+    if only_ft := _missing(ids, baseline):
+        problems.append(f"{len(only_ft)} in {variant} but not baseline: {_preview(only_ft)}")
+    if only_base := _missing(list(baseline), finetuned):
+        problems.append(f"{len(only_base)} in baseline but not {variant}: {_preview(only_base)}")
+    by_id = {c.id: c for c in charts}
+    if unknown := _missing(ids, by_id):
+        problems.append(f"{len(unknown)} not in the chart manifest: {_preview(unknown)}")
+    references = reference_texts(essays, variant)
+    if no_ref := _missing(ids, references):
+        problems.append(f"{len(no_ref)} without a parsed teacher essay: {_preview(no_ref)}")
+    mismatched = [i for i in ids if i in by_id and by_id[i].chart_type != finetuned[i].chart_type]
+    if mismatched:
+        problems.append(f"chart_type differs from the manifest for {_preview(mismatched)}")
+    if problems:
+        raise ValueError(f"judge inputs for {variant} do not match: " + "; ".join(problems))
+    return EvalInputs(
+        charts=[by_id[i] for i in ids],
+        references={i: references[i] for i in ids},
+        baseline={i: baseline[i].text for i in ids},
+        finetuned={i: finetuned[i].text for i in ids},
+    )
+
+
+# --------------------------------------------------------------------------- automatic metrics
+
+
+def automatic_metrics(
+    texts: dict[str, str],
+    charts: Iterable[ChartRecord],
+    references: dict[str, str] | None,
+    params: EvaluationParams,
+) -> list[dict[str, Any]]:
+    """essay_metrics for each essay (id -> text) against its chart; ROUGE-L against the
+    reference when `references` is given (pass None for the teacher's own essays)."""
+    by_id = {c.id: c for c in charts}
+    bounds = params.essay_bounds
+    rows = []
+    for essay_id, text in texts.items():
+        chart = by_id.get(essay_id)
+        if chart is None:
+            raise ValueError(f"essay {essay_id}: no chart with this id")
+        reference = None
+        if references is not None:
+            if essay_id not in references:
+                raise ValueError(f"essay {essay_id}: no reference essay")
+            reference = references[essay_id]
+        metrics = essay_metrics(text, chart, reference, bounds)
+        rows.append({"id": essay_id, "chart_type": chart.chart_type, **metrics})
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, _DIGITS)
+
+
+def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
+    """Means of the numeric fields (None values skipped; None when no value), booleans as
+    `<name>_rate`, off_task and parse_error as the rate of essays where they are set."""
+    summary: dict[str, float | int | None] = {"n": len(rows)}
+    keys = list(dict.fromkeys(k for row in rows for k in row if k not in _NOT_AVERAGED))
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        if key in _RATE_OF_PRESENT:
+            summary[f"{key}_rate"] = _round(sum(v is not None for v in values) / len(rows))
+            continue
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, bool) for v in present):
+            summary[f"{key}_rate"] = _round(sum(present) / len(present))
+        elif all(_is_number(v) for v in present):
+            summary[key] = _round(sum(present) / len(present)) if present else None
+    return summary
+
+
+# --------------------------------------------------------------------------- judge summary
+
+
+def _interval(successes: float, n: int) -> dict[str, float]:
+    low, high = wilson_interval(successes, n, Z_95)
+    return {"low": round(low, _DIGITS), "high": round(high, _DIGITS)}
+
+
+def outcome_stats(judgements: list[PairJudgement]) -> dict[str, Any]:
+    """Counts and rates of the fine-tuned student's wins, ties and losses over the judged
+    charts (failures excluded from n), with Wilson 95 % intervals on the win rate and on the
+    score (wins + 0.5 ties) / n."""
+    judged = [j for j in judgements if j.outcome is not None]
+    n = len(judged)
+    wins = sum(j.outcome == "finetuned" for j in judged)
+    ties = sum(j.outcome == "tie" for j in judged)
+    losses = sum(j.outcome == "baseline" for j in judged)
+    score = wins + 0.5 * ties
+
+    def rate(count: float) -> float:
+        return round(count / n, _DIGITS) if n else 0.0
+
+    return {
+        "charts": len(judgements),
+        "n": n,
+        "wins": wins,
+        "ties": ties,
+        "losses": losses,
+        "win_rate": rate(wins),
+        "tie_rate": rate(ties),
+        "loss_rate": rate(losses),
+        "win_rate_ci95": _interval(wins, n),
+        "score": rate(score),
+        "score_ci95": _interval(score, n),
+        "judge_failures": len(judgements) - n,
+        "single_order": sum(j.single_order for j in judged),
+    }
+
+
+def band_means(judgements: list[PairJudgement]) -> dict[str, dict[str, float | None]]:
+    """Mean rubric band per criterion (and over all four) for the baseline and fine-tuned."""
+    out: dict[str, dict[str, float | None]] = {}
+    for side in SIDES:
+        per: dict[str, float | None] = {}
+        everything: list[float] = []
+        for criterion in CRITERIA:
+            values = [
+                j.bands[side][criterion] for j in judgements if criterion in j.bands.get(side, {})
+            ]
+            everything.extend(values)
+            per[criterion] = _round(sum(values) / len(values)) if values else None
+        per["overall"] = _round(sum(everything) / len(everything)) if everything else None
+        out[side] = per
+    return out
+
+
+def position_stats(judgements: list[PairJudgement]) -> dict[str, float | int]:
+    """How often the judge picked the essay shown first (A) among its decisive verdicts, and
+    how often the two orders disagreed: both measure position bias."""
+    letters = [v.winner for j in judgements for v in j.verdicts if v.ok and v.winner != "tie"]
+    both = [j for j in judgements if j.agree is not None]
+    return {
+        "decisive_verdicts": len(letters),
+        "first_position_rate": round(letters.count("A") / len(letters), _DIGITS)
+        if letters
+        else 0.0,
+        "orders_compared": len(both),
+        "order_disagreement_rate": (
+            round(sum(not j.agree for j in both) / len(both), _DIGITS) if both else 0.0
+        ),
+    }
+
+
+def eval_summary(
+    judgements: list[PairJudgement],
+    auto_teacher: list[dict[str, Any]],
+    auto_baseline: list[dict[str, Any]],
+    auto_finetuned: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The content of metrics/eval_<variant>.json (nested dicts of numbers, no lists)."""
+    types = [t for t in CHART_TYPES if any(j.chart_type == t for j in judgements)]
+    types += sorted({j.chart_type for j in judgements} - set(types))
+    return {
+        **outcome_stats(judgements),
+        "per_type": {t: outcome_stats([j for j in judgements if j.chart_type == t]) for t in types},
+        "bands": band_means(judgements),
+        "position": position_stats(judgements),
+        "auto": {
+            "teacher": mean_metrics(auto_teacher),
+            "baseline": mean_metrics(auto_baseline),
+            "finetuned": mean_metrics(auto_finetuned),
+        },
+    }
+
+
+def win_rate_plot_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per chart type (chart_type, win_rate, tie_rate, loss_rate) for a DVC bar plot."""
+    return [
+        {"chart_type": chart_type, **{k: stats[k] for k in PLOT_FIELDS[1:]}}
+        for chart_type, stats in summary["per_type"].items()
+    ]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str] = PLOT_FIELDS) -> None:
+    """Rows as CSV with a header (written atomically; an empty list gives the header only)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,357 @@
+"""The pairwise LLM judge: fine-tuned student against baseline, debiased by asking both orders.
+
+For every chart the judge sees the chart data, the teacher's essay as a reference and two
+candidate essays, and answers with a JSON verdict (prompts/judge_system.md, prompts/judge.md).
+Each chart is asked twice, once with the baseline as essay A and once with the fine-tuned
+student as essay A (MT-Bench style): the two verdicts are mapped back to "baseline" /
+"finetuned" / "tie", and when the orders disagree the outcome is a tie. This cancels the
+judge's preference for a position, and it also blunts prompt injection: an essay that tells a
+naive judge to "answer A" wins in one order only, which makes a tie, never a win.
+
+A reply that cannot be parsed is an error recorded beside the raw text, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from chartdistill.config import Section
+from chartdistill.llm import CachedClient, ChatRequest, ChatResult, LLMParams
+from chartdistill.prompts import render_judge_messages
+from chartdistill.records import ChartRecord
+
+log = logging.getLogger(__name__)
+
+Letter = Literal["A", "B", "tie"]
+Outcome = Literal["finetuned", "baseline", "tie"]
+Side = Literal["baseline", "finetuned"]
+
+CRITERIA: tuple[str, ...] = (
+    "task_achievement",
+    "coherence_cohesion",
+    "lexical_resource",
+    "grammatical_range",
+)
+BAND_MIN, BAND_MAX = 0.0, 9.0
+SIDES: tuple[Side, ...] = ("baseline", "finetuned")
+
+# Which candidate is essay A in each order; essay B is the other one.
+ORDER_A: dict[int, Side] = {1: "baseline", 2: "finetuned"}
+
+_WINNER_ALIASES: dict[str, Letter] = {
+    "a": "A",
+    "essay a": "A",
+    "b": "B",
+    "essay b": "B",
+    "tie": "tie",
+    "draw": "tie",
+    "equal": "tie",
+}
+_FENCE_OPEN = re.compile(r"```[a-zA-Z]*")
+
+
+class JudgeParams(Section):
+    """The judge endpoint and its sampling; `both_orders: false` halves the cost by asking one
+    order per chart, alternating which candidate is shown first."""
+
+    llm: LLMParams = LLMParams(model="smollm2-135m-instruct")
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=300, ge=1)
+    seed: int = 0
+    both_orders: bool = True
+
+
+@dataclass
+class Verdict:
+    """One parsed judge reply. `winner` is None exactly when `error` is set."""
+
+    winner: Letter | None
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)  # "A"/"B" -> criterion
+    reason: str = ""
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)  # bands dropped or clamped
+
+
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    """The first `{...}` in the text that decodes to a JSON object (code fences allowed)."""
+    cleaned = _FENCE_OPEN.sub(" ", text)
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", cleaned):
+        try:
+            value, _ = decoder.raw_decode(cleaned, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _band(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if number == number else None  # NaN is not a band
+
+
+def _parse_bands(raw: Any, notes: list[str]) -> dict[str, dict[str, float]]:
+    """Bands per letter and criterion, clamped to 0-9; unusable entries are dropped (noted)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        notes.append("bands is not an object")
+        return {}
+    bands: dict[str, dict[str, float]] = {}
+    for letter in ("A", "B"):
+        side = raw.get(letter, raw.get(letter.lower()))
+        if not isinstance(side, dict):
+            if side is not None:
+                notes.append(f"bands.{letter} is not an object")
+            continue
+        parsed: dict[str, float] = {}
+        for criterion in CRITERIA:
+            if criterion not in side:
+                continue
+            number = _band(side[criterion])
+            if number is None:
+                notes.append(f"bands.{letter}.{criterion}: not a number ({side[criterion]!r:.40})")
+                continue
+            clamped = min(BAND_MAX, max(BAND_MIN, number))
+            if clamped != number:
+                notes.append(f"bands.{letter}.{criterion}: {number:g} clamped to {clamped:g}")
+            parsed[criterion] = clamped
+        if parsed:
+            bands[letter] = parsed
+    return bands
+
+
+def parse_verdict(text: str | None) -> Verdict:
+    """Read a judge reply: the first JSON object in it, winner A|B|tie, bands 0-9.
+
+    Errors: "empty_reply", "no_json" (no JSON object in the text), "bad_verdict" (the object
+    has no winner, or one other than A, B or tie).
+    """
+    if not text or not text.strip():
+        return Verdict(None, error="empty_reply")
+    data = _first_json_object(text)
+    if data is None:
+        return Verdict(None, error="no_json")
+    notes: list[str] = []
+    bands = _parse_bands(data.get("bands"), notes)
+    reason = data.get("reason")
+    reason = reason.strip() if isinstance(reason, str) else ""
+    raw_winner = data.get("winner")
+    winner = (
+        _WINNER_ALIASES.get(" ".join(raw_winner.lower().split()))
+        if isinstance(raw_winner, str)
+        else None
+    )
+    if winner is None:
+        notes.append(f"winner {raw_winner!r:.40} is not A, B or tie")
+        return Verdict(None, bands, reason, "bad_verdict", notes)
+    return Verdict(winner, bands, reason, None, notes)
+
+
+def map_letter(letter: Letter | None, order: int) -> Outcome | None:
+    """The candidate a letter names in the given order (1: A = baseline; 2: A = finetuned)."""
+    if letter is None:
+        return None
+    if letter == "tie":
+        return "tie"
+    a_side = ORDER_A[order]
+    if letter == "A":
+        return a_side
+    return "finetuned" if a_side == "baseline" else "baseline"
+
+
+def map_bands(bands: dict[str, dict[str, float]], order: int) -> dict[str, dict[str, float]]:
+    """Bands keyed by candidate ("baseline"/"finetuned") instead of letter."""
+    mapped: dict[str, dict[str, float]] = {}
+    for letter, side_bands in bands.items():
+        side = map_letter(letter, order)  # type: ignore[arg-type]
+        if side is not None:
+            mapped[side] = dict(side_bands)
+    return mapped
+
+
+@dataclass
+class OrderVerdict:
+    """One order's request and answer, mapped back to the candidates."""
+
+    order: int  # 1: A = baseline, B = finetuned; 2: A = finetuned, B = baseline
+    essay_a: Side
+    raw: str | None = None
+    winner: Letter | None = None  # the letter the judge chose
+    outcome: Outcome | None = None  # that letter mapped back to a candidate
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)  # by candidate
+    reason: str = ""
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.outcome is not None
+
+
+@dataclass
+class PairJudgement:
+    """The judge's decision for one chart: fine-tuned student against baseline.
+
+    outcome: both orders agree -> that; they disagree -> "tie"; one order failed (or only one
+    was asked) -> the other's outcome with `single_order` set; none usable -> None, `error` set.
+    `bands` averages each candidate's bands over the usable orders.
+    """
+
+    id: str
+    chart_type: str
+    outcome: Outcome | None
+    single_order: bool
+    agree: bool | None  # None unless both orders gave a verdict
+    verdicts: list[OrderVerdict]
+    bands: dict[str, dict[str, float]]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def combine(chart: ChartRecord, verdicts: list[OrderVerdict]) -> PairJudgement:
+    """The final outcome of one chart from its order verdicts (one or two)."""
+    usable = [v for v in verdicts if v.ok]
+    agree: bool | None = None
+    error: str | None = None
+    if not usable:
+        outcome: Outcome | None = None
+        error = "; ".join(f"order {v.order}: {v.error or 'no verdict'}" for v in verdicts)
+        if not verdicts:
+            error = "not judged"
+    elif len(usable) == 1:
+        outcome = usable[0].outcome
+    else:
+        agree = len({v.outcome for v in usable}) == 1
+        outcome = usable[0].outcome if agree else "tie"
+    return PairJudgement(
+        id=chart.id,
+        chart_type=chart.chart_type,
+        outcome=outcome,
+        single_order=len(usable) == 1,
+        agree=agree,
+        verdicts=verdicts,
+        bands=_mean_bands(usable),
+        error=error,
+    )
+
+
+def _mean_bands(verdicts: list[OrderVerdict]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for side in SIDES:
+        per_criterion: dict[str, float] = {}
+        for criterion in CRITERIA:
+            values = [
+                v.bands[side][criterion] for v in verdicts if criterion in v.bands.get(side, {})
+            ]
+            if values:
+                per_criterion[criterion] = sum(values) / len(values)
+        if per_criterion:
+            out[side] = per_criterion
+    return out
+
+
+def _orders_for(index: int, params: JudgeParams) -> tuple[int, ...]:
+    if params.both_orders:
+        return (1, 2)
+    return (1,) if index % 2 == 0 else (2,)
+
+
+def _pair(order: int, baseline: str, finetuned: str) -> tuple[str, str]:
+    return (baseline, finetuned) if ORDER_A[order] == "baseline" else (finetuned, baseline)
+
+
+def _apply(verdict: OrderVerdict, result: ChatResult) -> None:
+    verdict.raw = result.text
+    verdict.cached = result.cached
+    if not result.ok:
+        verdict.error = f"request_failed: {result.error or 'empty_content'}"
+        return
+    parsed = parse_verdict(result.text)
+    verdict.winner = parsed.winner
+    verdict.outcome = map_letter(parsed.winner, verdict.order)
+    verdict.bands = map_bands(parsed.bands, verdict.order)
+    verdict.reason = parsed.reason
+    verdict.error = parsed.error
+    verdict.notes = parsed.notes
+
+
+def _require(mapping: dict[str, str], chart_id: str, what: str) -> str:
+    if chart_id not in mapping:
+        raise ValueError(f"chart {chart_id}: no {what} to judge")
+    return mapping[chart_id]
+
+
+def judge_pairs(
+    charts: list[ChartRecord],
+    references: dict[str, str],
+    baseline_texts: dict[str, str],
+    finetuned_texts: dict[str, str],
+    params: JudgeParams,
+    client: CachedClient,
+    prompts_dir: Path,
+) -> list[PairJudgement]:
+    """Judge every chart's fine-tuned essay against its baseline essay, in both orders.
+
+    All requests of one order go to the client in one batch. A chart whose prompt cannot be
+    rendered, or whose replies fail or cannot be parsed, gets a judgement with its error.
+    """
+    verdicts: dict[str, list[OrderVerdict]] = {chart.id: [] for chart in charts}
+    if len(verdicts) != len(charts):
+        raise ValueError("judge_pairs: chart ids are not unique")
+    for chart in charts:  # every input present before the first request goes out
+        _require(references, chart.id, "reference essay")
+        _require(baseline_texts, chart.id, "baseline essay")
+        _require(finetuned_texts, chart.id, "fine-tuned essay")
+    for order in (1, 2):
+        batch: list[OrderVerdict] = []
+        requests: list[ChatRequest] = []
+        for index, chart in enumerate(charts):
+            if order not in _orders_for(index, params):
+                continue
+            reference = references[chart.id]
+            essay_a, essay_b = _pair(order, baseline_texts[chart.id], finetuned_texts[chart.id])
+            verdict = OrderVerdict(order=order, essay_a=ORDER_A[order])
+            verdicts[chart.id].append(verdict)
+            try:
+                messages = render_judge_messages(prompts_dir, chart, reference, essay_a, essay_b)
+            except (OSError, ValueError) as exc:
+                log.error("chart %s: cannot build the judge prompt: %s", chart.id, exc)
+                verdict.error = f"prompt_error: {exc}"
+                continue
+            batch.append(verdict)
+            requests.append(
+                ChatRequest(
+                    messages=messages,
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    seed=params.seed,
+                )
+            )
+        if not requests:
+            continue
+        results = client.complete_all(requests, desc=f"judge order {order}")
+        for verdict, result in zip(batch, results, strict=True):
+            _apply(verdict, result)
+    return [combine(chart, verdicts[chart.id]) for chart in charts]

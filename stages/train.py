@@ -1,0 +1,43 @@
+"""Stage `train@<variant>`: LoRA fine-tuning of the base student on one dataset variant."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+from chartdistill.config import load_paths, load_section
+from chartdistill.dataset import VARIANTS
+from chartdistill.io import atomic_write_text, write_json
+from chartdistill.prompts import render_student_prompt
+from chartdistill.training import TrainParams, train_variant
+from stages.common import setup
+
+
+def main() -> None:
+    setup()
+    variant = sys.argv[1] if len(sys.argv) > 1 else ""
+    if variant not in VARIANTS:
+        raise SystemExit(f"train: unknown variant '{variant}' (expected {', '.join(VARIANTS)})")
+    paths = load_paths()
+    params = load_section("train", TrainParams)
+    metrics = train_variant(
+        variant,
+        dataset_dir=paths.datasets / variant,
+        base_dir=paths.base_model,
+        out_dir=paths.models / variant,
+        checkpoint_dir=paths.checkpoints / variant,
+        params=params,
+        prompt=render_student_prompt(paths.prompts, None),
+    )
+    history = metrics.pop("history")
+    write_json(paths.metrics / f"train_{variant}.json", metrics)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", "loss", "eval_loss"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: row.get(k) for k in ("step", "loss", "eval_loss")} for row in history)
+    atomic_write_text(paths.plots / f"train_{variant}.csv", buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()
