@@ -21,7 +21,18 @@ TINY_PROFILE: dict[str, Any] = {
     "teacher": {"validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
     # This salt puts the six tiny charts in every split (3 train, 1 validation, 2 test).
     "datasets": {"min_words": 100, "min_grounded_fraction": 0.5, "split_salt": "tiny-3"},
-    "student": {"base": "tiny"},
+    "student": {
+        "base": "tiny",
+        "vision": {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        "longest_edge": 64,
+    },
     "train": {
         "max_steps": 2,
         "eval_steps": 1,
