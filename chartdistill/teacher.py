@@ -44,6 +44,13 @@ class TeacherParams(Section):
     max_tokens: int = Field(default=700, ge=1)  # per call: a whole essay, or one section
     seed: int = 0
     max_attempts: int = Field(default=2, ge=1)
+    # Later attempts sample at this temperature, so a resample can differ from the first try.
+    retry_temperature: float = Field(default=0.7, ge=0)
+    # Show the failed attempt's reasons to the teacher on a retry (small models copy the hint
+    # into the essay, so the embedded profile turns this off).
+    repair_hint: bool = True
+    # Stepwise: show the sections written so far (small models copy them instead of going on).
+    stepwise_context: bool = True
     vision: bool = False  # also send the chart image (multimodal teachers only)
     validation: EssayBounds = EssayBounds()
     prices: PriceTable = PriceTable()
@@ -110,9 +117,8 @@ class Teacher:
                 self._validate(draft)
         return [self._record(d) for d in drafts]
 
-    @staticmethod
-    def _repair_reasons(draft: Draft) -> list[str] | None:
-        if draft.attempts == 0:
+    def _repair_reasons(self, draft: Draft) -> list[str] | None:
+        if draft.attempts == 0 or not self.params.repair_hint:
             return None
         return draft.reasons or (["parse_error"] if draft.error else None)
 
@@ -121,10 +127,13 @@ class Teacher:
         return ChatRequest(
             messages=messages,
             max_tokens=p.max_tokens,
-            temperature=p.temperature,
+            temperature=p.temperature if attempt == 1 else p.retry_temperature,
             top_p=p.top_p,
             seed=p.seed + attempt - 1,
         )
+
+    def _context(self, section: str | None) -> bool:
+        return section is not None and self.params.stepwise_context
 
     def _image(self, chart: ChartRecord) -> str | None:
         return image_data_url(self.charts_dir / chart.image) if self.params.vision else None
@@ -146,7 +155,7 @@ class Teacher:
                     draft.chart,
                     mode=mode,
                     section=section,
-                    previous=dict(draft.sections) if section else None,
+                    previous=dict(draft.sections) if self._context(section) else None,
                     repair_reasons=repair[id(draft)],
                     image_data_url=self._image(draft.chart),
                 )
