@@ -98,8 +98,10 @@ def main() -> None:
         client.cache_hits,
     )
     if summary["n"] == 0:
-        raise SystemExit(
-            f"judge: no chart got a usable verdict; see {paths.judgements / f'{variant}.jsonl'}"
+        # Kept as a result, not a crash: a weak judge (the embedded 135M model) may never
+        # produce a valid verdict; the metrics then say so (n = 0, judge_failures) honestly.
+        log.warning(
+            "judge: no chart got a usable verdict; see %s", paths.judgements / f"{variant}.jsonl"
         )
 
 

@@ -18,7 +18,8 @@ def stub():
 
 
 def _use_stub(project: Project, stub: StubServer) -> None:
-    project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub-teacher"}}})
+    llm = {"llm": {"base_url": stub.base_url, "model": "stub"}}
+    project.set_params({"teacher": llm, "judge": llm})
     project.commit("teacher on the stub")
 
 
@@ -39,7 +40,17 @@ def test_repro_runs_every_stage_then_does_nothing(tiny_project: Project, stub) -
     teacher = _metrics(tiny_project, "teacher")
     assert teacher["accepted"] == 6 and teacher["requests"] == 6 * 4
     datasets = _metrics(tiny_project, "datasets")
-    assert datasets["kept"] == 6
+    assert datasets["kept"] == 6 and datasets["per_split"]["test"] == 2
+    for variant in ("structured", "unstructured"):
+        train = _metrics(tiny_project, f"train_{variant}")
+        assert train["steps"] == 2 and train["eval_loss"] > 0
+        evaluation = _metrics(tiny_project, f"eval_{variant}")
+        assert evaluation["n"] == 2
+        assert evaluation["wins"] + evaluation["ties"] + evaluation["losses"] == 2
+        assert (
+            (tiny_project.root / f"plots/eval_{variant}.csv").read_text().startswith("chart_type")
+        )
+        assert (tiny_project.root / "models" / variant / "adapter_config.json").exists()
 
     sent = len(stub.chat_requests)
     second = tiny_project.run("dvc", "repro")
