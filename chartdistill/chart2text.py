@@ -45,8 +45,8 @@ How the quirks are handled:
 
 Bad items never stop the import: each becomes a `Reject(item="<dataset>/<N>", reason, detail)`
 with reason one of missing_metadata, unknown_chart_type, missing_image, unreadable_image,
-missing_data, non_utf8, empty_table, ragged_table, unparsable_table, non_numeric_table,
-missing_title, invalid_record.
+image_too_large (over MAX_IMAGE_PIXELS), missing_data, non_utf8, empty_table, ragged_table,
+unparsable_table, non_numeric_table, missing_title, invalid_record.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import csv
 import io
 import logging
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -427,12 +428,30 @@ def _read_text(path: Path) -> str:
 
 
 _PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
+# Charts are a few hundred pixels a side (Chart-to-text: ~800x600); the student sees at most a
+# few 448 px tiles. Anything above 16 megapixels is a broken or hostile file, not a chart:
+# rejected from its header, before a single pixel is decoded (PIL only warns up to ~89 MP).
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _check_size(image: Image.Image, name: str) -> None:
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _ItemError(
+            "image_too_large",
+            f"imgs/{name}: {width}x{height} pixels is over the {MAX_IMAGE_PIXELS:,}-pixel limit",
+        )
 
 
 def load_png(path: Path) -> bytes:
-    """The image as PNG bytes after PIL verify + load (non-PNG images are re-encoded)."""
+    """The image as PNG bytes after PIL verify + load (non-PNG images are re-encoded).
+    Images over MAX_IMAGE_PIXELS are rejected from their header, without decoding them."""
     data = path.read_bytes()
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                _check_size(image, path.name)
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
@@ -445,7 +464,9 @@ def load_png(path: Path) -> bytes:
             return buffer.getvalue()
     except UnidentifiedImageError as exc:  # its message names a memory address: keep it out
         raise _ItemError("unreadable_image", f"imgs/{path.name}: not an image file") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise _ItemError("image_too_large", f"imgs/{path.name}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise _ItemError("unreadable_image", f"imgs/{path.name}: {exc}") from exc
 
 

@@ -245,13 +245,29 @@ def peak_rss_mib() -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last (and not atomically): a checkpoint whose
+    state file is missing or does not parse was cut off by a kill."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint-N; half-written ones (a kill during a save) are removed."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not checkpoint_dir.is_dir():
-        return None
-    found = get_last_checkpoint(str(checkpoint_dir))
-    return Path(found) if found else None
+    while checkpoint_dir.is_dir():
+        found = get_last_checkpoint(str(checkpoint_dir))
+        if not found:
+            return None
+        if _complete(Path(found)):
+            return Path(found)
+        log.warning("%s is incomplete (killed while saving?); removing it", found)
+        shutil.rmtree(found)
+    return None
 
 
 def run_fingerprint(params: TrainParams, data_hash: str, base_dir: Path, prompt: str) -> str:

@@ -396,3 +396,16 @@ def test_stage_validates_variant_and_inputs(project, monkeypatch) -> None:
         run_stage(monkeypatch, "structured")
     assert stub.chat_requests == []
     assert not (root / "metrics").exists()
+
+
+def test_stage_records_judge_failures_without_failing(project, monkeypatch, caplog) -> None:
+    root, stub = project
+    stub.reply = lambda body: "The chart data, the reference essay and the two essays are:"
+    run_stage(monkeypatch, "structured")
+    metrics = read_json(root / "metrics/eval_structured.json")
+    assert (metrics["n"], metrics["judge_failures"], metrics["charts"]) == (0, 3, 3)
+    assert metrics["win_rate_ci95"] == {"low": 0.0, "high": 1.0}
+    assert metrics["auto"]["finetuned"]["n"] == 3
+    records = list(read_jsonl(root / "data/judgements/structured.jsonl"))
+    assert all(r["outcome"] is None and "no_json" in r["error"] for r in records)
+    assert "no chart got a usable verdict" in caplog.text
