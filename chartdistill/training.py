@@ -48,6 +48,9 @@ class LoraParams(Section):
 
 
 class TrainParams(Section):
+    # The command dvc.yaml puts before `-m stages.train`: "python" for one process, or e.g.
+    # "accelerate launch --multi_gpu --num_processes 4" to train on several GPUs.
+    launch: str = "python"
     lora: LoraParams = LoraParams()
     learning_rate: float = 2e-4
     lr_scheduler_type: str = "cosine"

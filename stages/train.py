@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 
 from chartdistill.config import load_paths, load_section
@@ -30,6 +31,8 @@ def main() -> None:
         params=params,
         prompt=render_student_prompt(paths.prompts, None),
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under `accelerate launch` only the main process writes the outputs
     history = metrics.pop("history")
     write_json(paths.metrics / f"train_{variant}.json", metrics)
     buf = io.StringIO()

@@ -262,8 +262,10 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub)
         tiny_project.commit("teacher and judge on the stub")
-        tiny_project.run("dvc", "repro")
-        tests = [c for c in charts(tiny_project) if c["split"] == "test"]
+        tiny_project.run("dvc", "repro", "judge@structured")
+        test_ids = {p["id"] for p in read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")}
+        tests = [c for c in charts(tiny_project) if c["id"] in test_ids]
+        assert len(tests) == 2
         victim = tests[0]
         stub.reply = poisoned({victim["title"]})
         stub.faults = FaultPlan.random(rate=0.3, seed=3, kinds=ALL_FAULTS)
@@ -325,7 +327,7 @@ def test_training_killed_after_a_checkpoint_resumes(tiny_project: Project) -> No
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub)
         tiny_project.set_params(
-            {"train": {"max_steps": 40, "save_steps": 2, "eval_steps": 40, "logging_steps": 5}}
+            {"train": {"max_steps": 20, "save_steps": 2, "eval_steps": 20, "logging_steps": 5}}
         )
         tiny_project.commit("longer training")
         tiny_project.run("dvc", "repro", "datasets", "base_student")
@@ -340,7 +342,7 @@ def test_training_killed_after_a_checkpoint_resumes(tiny_project: Project) -> No
     assert not (tiny_project.root / "models/structured/adapter_config.json").exists()
     tiny_project.run("dvc", "repro", "train@structured")
     train = metrics(tiny_project, "train_structured")
-    assert train["resumed_from_step"] > 0 and train["steps"] == 40
+    assert train["resumed_from_step"] > 0 and train["steps"] == 20
     assert (tiny_project.root / "models/structured/adapter_config.json").exists()
 
 
@@ -357,13 +359,14 @@ def test_judge_killed_mid_run_resumes_without_repeating_work(tiny_project: Proje
         kill_when(process, lambda: len(cache_entries(cache)) >= 1, log, limit_s=120)
 
         done = cache_entries(cache)
-        total = 2 * 2  # two test charts, both orders
-        assert 1 <= len(done) < total
+        assert len(done) >= 1
         stub.latency_s = 0.0
         stub.reset_log()
         tiny_project.run("dvc", "repro", "judge@structured")
         keys = [request_key(r) for r in stub.chat_requests]
-        assert len(keys) == len(set(keys)) == total - len(done)
+        after = cache_entries(cache)
+        assert set(done) < set(after)  # the kill came before the last answer
+        assert len(keys) == len(set(keys)) == len(after) - len(done)
         assert not set(keys) & set(done)
         assert metrics(tiny_project, "eval_structured")["judge_failures"] == 0
 

@@ -7,6 +7,7 @@ is the stub server. Credentials are fake and live only in the DVC subprocesses' 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ def s3() -> Iterator[tuple[str, Any]]:
         server.stop()
 
 
+def point_llms_at(project: Project, stub: StubServer) -> None:
+    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub."""
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    override = {
+        name: {"llm": {"base_url": stub.base_url, "model": f"stub-{name}"}}
+        for name, section in params.items()
+        if isinstance(section, dict) and isinstance(section.get("llm"), dict)
+    }
+    assert "teacher" in override, sorted(params)
+    project.set_params(override)
+
+
 def _with_remote(project: Project, url: str) -> None:
     project.env.update(CREDENTIALS)
     project.run("dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/{PREFIX}")
@@ -67,15 +80,15 @@ def _with_remote(project: Project, url: str) -> None:
 
 
 def _cached_outs(project: Project) -> dict[str, str]:
-    """path -> md5 of every output in dvc.lock that DVC caches (cache: false ones are in git)."""
-    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
-    in_git = set(project.run("git", "ls-files").stdout.split())
-    outs: dict[str, str] = {}
-    for stage in lock["stages"].values():
-        for out in stage.get("outs", []):
-            if out["path"] not in in_git:
-                outs[out["path"]] = out["md5"]
-    return outs
+    """path -> hash of every output DVC caches (so pushes), as DVC itself resolves dvc.yaml."""
+    from dvc.repo import Repo
+
+    with Repo(str(project.root)) as repo:
+        return {
+            os.path.relpath(out.fs_path, project.root): out.hash_info.value
+            for out in repo.index.outs
+            if out.use_cache and out.hash_info and out.hash_info.value
+        }
 
 
 def _object_key(md5: str) -> str:
@@ -109,7 +122,7 @@ def test_push_then_pull_into_a_fresh_clone_reruns_nothing(
     tiny_project: Project, stub: StubServer, s3: tuple[str, Any], tmp_path: Path
 ) -> None:
     url, client = s3
-    tiny_project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub"}}})
+    point_llms_at(tiny_project, stub)
     _with_remote(tiny_project, url)
     config = (tiny_project.root / ".dvc/config").read_text()
     assert url in config and "secret" not in config.lower() and "access_key" not in config
@@ -134,7 +147,8 @@ def test_push_then_pull_into_a_fresh_clone_reruns_nothing(
         assert (clone_root / path).exists(), path
     essays = "data/essays/essays.jsonl"
     assert (clone_root / essays).read_bytes() == (tiny_project.root / essays).read_bytes()
-    assert "up to date" in clone.run("dvc", "status").stdout
+    status = clone.run("dvc", "status").stdout
+    assert "up to date" in status, status
     repro = clone.run("dvc", "repro")
     assert "Data and pipelines are up to date" in repro.stdout, repro.stdout
     assert len(stub.chat_requests) == sent  # the teacher was not asked again
