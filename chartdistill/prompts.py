@@ -328,18 +328,24 @@ def render_teacher_messages(
     elif mode == "stepwise":
         ordered = _check_stepwise(chart.id, section, previous)
         assert section is not None  # checked above
-        turns: list[dict[str, Any]] = []
+        step = {
+            "section": section,
+            "marker": MARKERS[section].rstrip(":"),
+            "purpose": PURPOSE[section],
+            "focus": spec.focus[section],
+        }
+        shots: list[dict[str, Any]] = []
         for example in examples:
-            example_values = {**values, "chart": chart_context(example.chart, spec.name)}
-            turns += _step_turns(prompts_dir, spec, example_values, {section: ""}, repair="")
-            turns.append({"role": "assistant", "content": example.sections[section]})
-        steps = {name: fence_safe(text.strip()) for name, text in ordered.items()}
-        steps[section] = ""
-        chart_turns = _step_turns(prompts_dir, spec, values, steps, repair=values["repair"])
+            example_chart = chart_context(example.chart, spec.name)
+            ask = {**values, **step, "chart": example_chart, "previous": {}, "repair": ""}
+            shots += [
+                {"role": "user", "content": render_template(prompts_dir, "section.md", **ask)},
+                {"role": "assistant", "content": example.sections[section]},
+            ]
+        written = {name: fence_safe(text.strip()) for name, text in ordered.items()}
+        user = render_template(prompts_dir, "section.md", **{**values, **step, "previous": written})
         system = render_template(prompts_dir, "teacher_system.md")
-        # The image goes with the turn that shows the chart data (the first one).
-        chart_turns[0] = _user_message(chart_turns[0]["content"], image_data_url)
-        return [{"role": "system", "content": system}, *turns, *chart_turns]
+        return [{"role": "system", "content": system}, *shots, _user_message(user, image_data_url)]
     else:
         raise PromptError(f"chart {chart.id}: unknown mode {mode!r} (expected single|stepwise)")
     system = render_template(prompts_dir, "teacher_system.md")
@@ -362,38 +368,6 @@ def _check_stepwise(
             f"(allowed: {list(earlier)})"
         )
     return {name: given[name] for name in earlier if name in given}
-
-
-def _step_turns(
-    prompts_dir: Path,
-    spec: TypePrompt,
-    values: dict[str, Any],
-    steps: dict[str, str],
-    repair: str,
-) -> list[dict[str, Any]]:
-    """One user turn per section in `steps` (in order), each followed by its written text as the
-    assistant turn; the last section's text is left out (it is what the teacher must write)."""
-    turns: list[dict[str, Any]] = []
-    names = list(steps)
-    for number, name in enumerate(names):
-        is_last = number == len(names) - 1
-        ask = render_template(
-            prompts_dir,
-            "section.md",
-            **{
-                **values,
-                "section": name,
-                "marker": MARKERS[name].rstrip(":"),
-                "purpose": PURPOSE[name],
-                "focus": spec.focus[name],
-                "with_chart": number == 0,
-                "repair": repair if is_last else "",
-            },
-        )
-        turns.append({"role": "user", "content": ask})
-        if not is_last:
-            turns.append({"role": "assistant", "content": steps[name]})
-    return turns
 
 
 def _user_message(text: str, image_url: str | None) -> dict[str, Any]:

@@ -238,12 +238,18 @@ class Teacher:
 _MARKER_ECHO = re.compile(r"^\s*[#*\d.\s]*[A-Za-z ,()0-9]{0,40}:\s*$")
 
 
+_PROMPT_TAG = re.compile(r"</?[A-Za-z_]+>|<(?:chart_data|example)\b")
+
+
 def clean_paragraph(text: str) -> str:
-    """One section's answer as one paragraph: drop an echoed marker line, join the lines."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    while lines and _MARKER_ECHO.match(lines[0]):
+    """One section's answer as one paragraph: drop an echoed marker line, keep the first
+    paragraph, and stop where a small model starts echoing the prompt's tags."""
+    text = _PROMPT_TAG.split(text, maxsplit=1)[0]
+    lines = text.strip().splitlines()
+    while lines and (not lines[0].strip() or _MARKER_ECHO.match(lines[0])):
         lines.pop(0)
-    return re.sub(r"\s+", " ", " ".join(lines)).strip()
+    paragraph = re.split(r"\n\s*\n", "\n".join(lines), maxsplit=1)[0]
+    return re.sub(r"\s+", " ", paragraph).strip()
 
 
 def teacher_metrics(

@@ -18,6 +18,7 @@ import yaml
 from tests.conftest import Project
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
+from tests.test_remote import point_llms_at
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,7 @@ def _wait_for_queue(project: Project, timeout_s: float = 240) -> None:
 
 
 def test_two_experiments_show_their_metrics(tiny_project: Project, stub: StubServer) -> None:
-    tiny_project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub"}}})
+    point_llms_at(tiny_project, stub)
     tiny_project.run("dvc", "repro")
     tiny_project.commit("baseline run")
     sent = len(stub.chat_requests)
@@ -101,7 +102,7 @@ def test_training_runs_are_tagged_with_the_dvc_experiment(
         pytest.skip("dvc.yaml has no train stage yet")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tiny_project.env["MLFLOW_TRACKING_URI"] = tracking
-    tiny_project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub"}}})
+    point_llms_at(tiny_project, stub)
     tiny_project.commit("teacher on the stub")
     baseline = tiny_project.run("git", "rev-parse", "HEAD").stdout.strip()
     tiny_project.run("dvc", "exp", "run", "-n", "tagged", "-S", f"{PARAM}=0.7")

@@ -262,16 +262,15 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub)
         tiny_project.commit("teacher and judge on the stub")
-        tiny_project.run("dvc", "repro", "judge@structured")
-        test_ids = {p["id"] for p in read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")}
-        tests = [c for c in charts(tiny_project) if c["id"] in test_ids]
+        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline")
+        predictions = read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")
+        tests = [c for c in charts(tiny_project) if c["id"] in {p["id"] for p in predictions}]
         assert len(tests) == 2
         victim = tests[0]
         stub.reply = poisoned({victim["title"]})
         stub.faults = FaultPlan.random(rate=0.3, seed=3, kinds=ALL_FAULTS)
         stub.reset_log()
-        tiny_project.set_params({"judge": {"llm": {"timeout_s": 0.6}}})
-        tiny_project.run("dvc", "repro", "judge@structured")
+        tiny_project.run("dvc", "repro", "judge@structured")  # never crashes
         assert {request_title(r) for r in stub.chat_requests} <= {c["title"] for c in tests}
 
         summary = metrics(tiny_project, "eval_structured")

@@ -113,6 +113,11 @@ def test_clean_paragraph_drops_an_echoed_marker() -> None:
         clean_paragraph("Key features, paragraph 1:\nThe bar\nrose to 5.") == "The bar rose to 5."
     )
     assert clean_paragraph("  Sales rose: by 5.  ") == "Sales rose: by 5."
+    assert (
+        clean_paragraph("Overview:\n\nIt rose.\nThen fell.\n\nExtra text.") == "It rose. Then fell."
+    )
+    assert clean_paragraph("It rose to 5. <chart_data> Title: x") == "It rose to 5."
+    assert clean_paragraph("It rose.</example>\n<example>") == "It rose."
 
 
 @pytest.mark.slow

@@ -1,0 +1,57 @@
+"""The API key reaches the server and nothing else: no file the pipeline leaves holds it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.fake_teacher import reply
+from tests.stub_server import StubServer
+
+pytestmark = pytest.mark.slow
+
+KEY_ENV = "CHARTDISTILL_TEST_SECRET_KEY"
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under root (hidden folders, caches and databases included) whose bytes
+    contain one of the needles."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            if any(needle in data for needle in needles):
+                found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_api_key_reaches_the_server_but_no_file(tiny_project: Project) -> None:
+    sentinel = f"sk-sentinel-{secrets.token_hex(16)}"
+    tiny_project.env[KEY_ENV] = sentinel
+    with StubServer(reply=reply) as stub:
+        llm = {"base_url": stub.base_url, "model": "stub", "api_key_env": KEY_ENV}
+        tiny_project.set_params({"teacher": {"llm": llm}, "judge": {"llm": llm}})
+        tiny_project.commit("teacher and judge on the stub, key from the environment")
+        tiny_project.run("dvc", "repro")
+        tiny_project.commit("results")  # git objects are files under the repo too
+        seen = stub.chat_requests
+
+    judge_calls = [r for r in seen if "<essay_a>" in str(r.body["messages"])]
+    assert len(seen) > len(judge_calls) > 0  # the teacher and the judge both called
+    assert {r.headers.get("authorization") for r in seen} == {f"Bearer {sentinel}"}
+
+    root = tiny_project.root
+    for expected in ("dvc.lock", ".dvc/cache", "mlflow.db", "metrics/teacher.json", "models"):
+        assert (root / expected).exists(), expected  # the walk covers what the run wrote
+    needles = [sentinel.encode(), sentinel.encode("utf-16-le")]
+    assert files_holding(root, needles) == []
+    # The check itself can fail: a file holding the key is found.
+    (root / "data" / "leak.txt").write_text(f"key={sentinel}\n")
+    assert files_holding(root, needles) == ["data/leak.txt"]
