@@ -185,6 +185,9 @@ def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         part = [e for e in examples if e.split == split]
+        if not part:  # an empty parquet split makes `load_dataset` fail for the whole folder
+            log.warning("%s: the %s split is empty; no %s.parquet written", variant, split, split)
+            continue
         rows = variant_rows(part, variant, charts_dir)
         Dataset.from_dict(rows, features=features).to_parquet(str(out_dir / f"{split}.parquet"))
 
@@ -234,7 +237,7 @@ def render_card(
     return env.get_template("dataset_card.md").render(
         variant=variant,
         markers=[MARKERS[s].rstrip(":") for s in SECTIONS],
-        splits=SPLITS,
+        splits=[s for s in SPLITS if counts[s]["total"]],
         types=types,
         counts=counts,
         teacher_models=sorted({e.essay.model for e in examples}) or ["none"],

@@ -102,7 +102,7 @@ def copy_project(dest: Path) -> Project:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     project = Project(dest)
-    project.run("git", "init", "-q")
+    project.run("git", "init", "-q", "-b", "main")
     project.run("git", "config", "user.email", "test@example.com")
     project.run("git", "config", "user.name", "test")
     return project

@@ -1,7 +1,8 @@
 """DVC experiments on the tiny profile: one run in the workspace, one through the queue.
 
 Both change only a datasets param, so the teacher is not asked again: charts and teach come
-from the cache and only `datasets` (and whatever depends on it) reruns.
+from the cache and only `datasets` reruns. When the pipeline trains, a full experiment's
+MLflow runs carry its name and baseline commit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from tests.test_remote import point_llms_at
 pytestmark = pytest.mark.slow
 
 PARAM = "datasets.near_duplicate_threshold"
+# Experiments run up to this stage (`dvc exp run datasets`): the later stages (training,
+# prediction, judging) are exercised by the MLflow test below and by tests/test_pipeline.py.
+STAGE = "datasets"
 
 
 @pytest.fixture
@@ -68,13 +72,15 @@ def _wait_for_queue(project: Project, timeout_s: float = 240) -> None:
 
 def test_two_experiments_show_their_metrics(tiny_project: Project, stub: StubServer) -> None:
     point_llms_at(tiny_project, stub)
-    tiny_project.run("dvc", "repro")
+    tiny_project.run("dvc", "repro", STAGE)
     tiny_project.commit("baseline run")
     sent = len(stub.chat_requests)
 
-    run = tiny_project.run("dvc", "exp", "run", "-n", "workspace-07", "-S", f"{PARAM}=0.7")
+    exp = ("dvc", "exp", "run", STAGE)
+    run = tiny_project.run(*exp, "-n", "workspace-07", "-S", f"{PARAM}=0.7")
+    assert "Running stage 'datasets'" in run.stdout
     assert "Running stage 'teach'" not in run.stdout and "Running stage 'charts'" not in run.stdout
-    tiny_project.run("dvc", "exp", "run", "--queue", "-n", "queued-09", "-S", f"{PARAM}=0.9")
+    tiny_project.run(*exp, "--queue", "-n", "queued-09", "-S", f"{PARAM}=0.9")
     tiny_project.run("dvc", "queue", "start")
     _wait_for_queue(tiny_project)
     assert len(stub.chat_requests) == sent  # neither experiment asked the teacher again

@@ -80,3 +80,22 @@ def test_datasets_param_change_does_not_rerun_teach(tiny_project: Project, stub)
     out = tiny_project.run("dvc", "repro").stdout
     assert "Running stage 'datasets'" in out
     assert "Running stage 'teach'" not in out and "Running stage 'charts'" not in out
+
+
+def test_metrics_diff_between_branches(tiny_project: Project, stub) -> None:
+    _use_stub(tiny_project, stub)
+    tiny_project.run("dvc", "repro")
+    tiny_project.commit("baseline results")
+    tiny_project.run("git", "checkout", "-q", "-b", "more-steps")
+    tiny_project.set_params({"train": {"max_steps": 3}})
+    out = tiny_project.run("dvc", "repro").stdout
+    assert "Running stage 'teach'" not in out and "Running stage 'train@structured'" in out
+    tiny_project.commit("three training steps")
+
+    diff = tiny_project.run("dvc", "metrics", "diff", "main", "--json").stdout
+    changes = json.loads(diff)
+    steps = changes["metrics/train_structured.json"]["steps"]
+    assert (steps["old"], steps["new"]) == (2, 3)
+    assert "metrics/charts.json" not in changes  # unchanged metrics stay out of the diff
+    table = tiny_project.run("dvc", "metrics", "diff", "main").stdout
+    assert "metrics/train_unstructured.json" in table and "steps" in table

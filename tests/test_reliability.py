@@ -145,7 +145,9 @@ def kill_when(
             raise AssertionError(f"stage ended before the kill point:\n{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
-            raise AssertionError(f"kill point not reached in {limit_s}s:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"kill point not reached in {limit_s}s:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -274,7 +276,9 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
         assert {request_title(r) for r in stub.chat_requests} <= {c["title"] for c in tests}
 
         summary = metrics(tiny_project, "eval_structured")
-        judged = {j["id"]: j for j in read_jsonl(tiny_project.root / "data/judgements/structured.jsonl")}
+        judged = {
+            j["id"]: j for j in read_jsonl(tiny_project.root / "data/judgements/structured.jsonl")
+        }
         assert set(judged) == {c["id"] for c in tests}
         assert "http_500" in (judged[victim["id"]]["error"] or "")
         assert summary["judge_failures"] >= 1
@@ -380,13 +384,31 @@ def _huge_png() -> bytes:
 
 
 GOOD_TABLES = {
-    20: ("Cinema tickets sold in Town Q by year", "line", "Year,Tickets\n2016,40\n2017,55\n2018,61\n2019,72\n"),
-    21: ("Share of commuters by mode of transport", "pie", "Mode,Share\nCar,45%\nBus,30%\nBike,25%\n"),
-    22: ("Fruit exports of Country R by type", "bar", "Fruit,Tonnes\nApples,320\nPears,210\nPlums,95\n"),
+    20: (
+        "Cinema tickets sold in Town Q by year",
+        "line",
+        "Year,Tickets\n2016,40\n2017,55\n2018,61\n2019,72\n",
+    ),
+    21: (
+        "Share of commuters by mode of transport",
+        "pie",
+        "Mode,Share\nCar,45%\nBus,30%\nBike,25%\n",
+    ),
+    22: (
+        "Fruit exports of Country R by type",
+        "bar",
+        "Fruit,Tonnes\nApples,320\nPears,210\nPlums,95\n",
+    ),
 }
 # file number -> (title, metadata chart type, data, image, expected reject reason)
 BAD_ITEMS: dict[int, tuple[str | bytes, str, str, bytes | None, str]] = {
-    30: ("Corrupt image", "bar", "A,B\nx,1\ny,2\n", b"\x89PNG\r\n\x1a\nnot really", "unreadable_image"),
+    30: (
+        "Corrupt image",
+        "bar",
+        "A,B\nx,1\ny,2\n",
+        b"\x89PNG\r\n\x1a\nnot really",
+        "unreadable_image",
+    ),
     31: ("Truncated image", "bar", "A,B\nx,1\ny,2\n", None, "unreadable_image"),
     32: ("Huge image", "bar", "A,B\nx,1\ny,2\n", b"huge", "image_too_large"),
     33: ("Empty table", "bar", "", None, "empty_table"),
@@ -402,8 +424,13 @@ def build_bad_tree(root: Path) -> None:
     truncated = c2t_fixture.png_bytes((9, 9, 9), (64, 64))[:70]
     meta = []
     for number, (title, kind, data) in GOOD_TABLES.items():
-        c2t_fixture._item(folder, number, title=title, data=data,
-                          image=c2t_fixture.png_bytes((number, 80, 160), (224, 168)))
+        c2t_fixture._item(
+            folder,
+            number,
+            title=title,
+            data=data,
+            image=c2t_fixture.png_bytes((number, 80, 160), (224, 168)),
+        )
         meta.append((number, kind))
     for number, (title, kind, data, image, _) in BAD_ITEMS.items():
         if image == b"huge":

@@ -1,0 +1,146 @@
+import random
+from pathlib import Path
+
+import pytest
+
+from chartdistill.charts import ChartsParams, generate_synthetic, make_chart
+from chartdistill.dataset import (
+    DatasetsParams,
+    assign_split,
+    clean_essays,
+    dataset_metrics,
+    leaked_pairs,
+    render_card,
+    write_variant,
+)
+from chartdistill.dedup import near_duplicate_pairs
+from chartdistill.records import ChartRecord, EssayRecord
+from chartdistill.sections import MARKERS, SECTIONS
+from tests.fake_teacher import paragraphs
+
+PARAMS = DatasetsParams(min_words=60, min_grounded_fraction=0.5)
+
+
+def _charts(n: int) -> list[ChartRecord]:
+    types = ("bar", "line", "pie", "table")
+    return [make_chart(random.Random(i), types[i % 4], f"c{i:03d}") for i in range(n)]
+
+
+def _essay(chart: ChartRecord, **overrides) -> EssayRecord:
+    rows = [[str(c) for c in row] for row in chart.rows]
+    fields = {
+        "id": chart.id,
+        "chart_type": chart.chart_type,
+        "prompt_hash": "h",
+        "model": "m",
+        "mode": "stepwise",
+        "status": "accepted",
+        "sections": paragraphs(chart.title, rows),
+    }
+    return EssayRecord(**{**fields, **overrides})
+
+
+def test_split_is_stable_when_charts_are_added() -> None:
+    small = {c.id: assign_split(c, DatasetsParams()) for c in _charts(40)}
+    large = {c.id: assign_split(c, DatasetsParams()) for c in _charts(400)}
+    assert all(large[i] == split for i, split in small.items())
+
+
+def test_split_is_roughly_70_15_15_per_chart_type() -> None:
+    charts = _charts(2000)
+    for chart_type in ("bar", "line", "pie", "table"):
+        splits = [assign_split(c, DatasetsParams()) for c in charts if c.chart_type == chart_type]
+        share = {s: splits.count(s) / len(splits) for s in ("train", "validation", "test")}
+        assert share["train"] == pytest.approx(0.7, abs=0.06)
+        assert share["test"] == pytest.approx(0.15, abs=0.05)
+
+
+def test_source_split_is_kept() -> None:
+    chart = _charts(1)[0].model_copy(update={"split": "test"})
+    assert assign_split(chart, DatasetsParams()) == "test"
+    assert assign_split(chart, DatasetsParams(use_source_split=False)) in {
+        "train",
+        "validation",
+        "test",
+    }
+
+
+def test_bad_essays_are_rejected_with_reasons() -> None:
+    charts = _charts(6)
+    short = {name: "Too short." for name in SECTIONS}
+    essays = [
+        _essay(charts[0]),
+        _essay(charts[1], status="rejected", reasons=["loop"]),
+        _essay(charts[2], sections=short),
+        _essay(charts[3], sections={"introduction": "x"}),
+        _essay(charts[4], sections={**paragraphs("t", [["a", "999999"]] * 3)}),
+        _essay(charts[5], status="failed", error="timeout"),
+    ]
+    examples, rejects, _ = clean_essays(essays, {c.id: c for c in charts}, PARAMS)
+    assert [e.essay.id for e in examples] == ["c000"]
+    assert {r.item: r.reason for r in rejects} == {
+        "c001": "teacher_rejected",
+        "c002": "too_short",
+        "c003": "missing_section",
+        "c004": "ungrounded_numbers",
+        "c005": "teacher_failed",
+    }
+
+
+def test_exact_and_near_duplicates_are_dropped() -> None:
+    charts = _charts(3)
+    base = _essay(charts[0])
+    same = _essay(charts[1], sections={k: v.upper() + "  " for k, v in base.sections.items()})
+    near = dict(base.sections)
+    near["overview"] = near["overview"].replace("markedly", "clearly")
+    nearly = _essay(charts[2], sections=near)
+    table = {c.id: c for c in charts}
+    table["c001"] = charts[0].model_copy(update={"id": "c001"})
+    table["c002"] = charts[0].model_copy(update={"id": "c002"})
+    examples, rejects, stats = clean_essays([base, same, nearly], table, PARAMS)
+    assert [e.essay.id for e in examples] == ["c000"]
+    assert {r.item: r.reason for r in rejects} == {
+        "c001": "exact_duplicate",
+        "c002": "near_duplicate",
+    }
+    assert stats["exact_duplicates"] == 1
+
+
+def test_near_duplicate_search_finds_pairs_above_threshold_only() -> None:
+    a = " ".join(f"word{i}" for i in range(60))
+    b = a.replace("word30", "other")
+    c = " ".join(f"thing{i}" for i in range(60))
+    assert [(i, j) for i, j, _ in near_duplicate_pairs([a, b, c], 0.8)] == [(0, 1)]
+
+
+def test_no_test_item_near_duplicates_a_train_item() -> None:
+    charts = _charts(200)
+    essays = [_essay(c) for c in charts]
+    examples, _, _ = clean_essays(essays, {c.id: c for c in charts}, PARAMS)
+    assert {e.split for e in examples} == {"train", "validation", "test"}
+    assert leaked_pairs(examples, PARAMS) == []
+
+
+def test_variants_load_with_datasets_and_carry_the_same_content(tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    charts, _ = generate_synthetic(ChartsParams(seed=2, counts={"bar": 6, "pie": 6}), tmp_path)
+    essays = [_essay(c) for c in charts]
+    examples, rejects, stats = clean_essays(essays, {c.id: c for c in charts}, PARAMS)
+    for variant in ("structured", "unstructured"):
+        write_variant(examples, variant, tmp_path, tmp_path / variant)
+    structured = load_dataset("parquet", data_dir=str(tmp_path / "structured"))
+    unstructured = load_dataset("parquet", data_dir=str(tmp_path / "unstructured"))
+    for split in structured:
+        s, u = structured[split], unstructured[split]
+        assert s["id"] == u["id"]
+        for text_s, text_u in zip(s["text"], u["text"], strict=True):
+            assert text_s.startswith(MARKERS["introduction"]) and MARKERS["overview"] in text_s
+            assert not any(marker in text_u for marker in MARKERS.values())
+            kept = [line for line in text_s.splitlines() if line not in MARKERS.values()]
+            assert "\n".join(kept).replace("\n\n", "\n") == text_u.replace("\n\n", "\n")
+    image = structured["train"][0]["image"]
+    assert image.size == (448, 336)
+    metrics = dataset_metrics(examples, rejects, len(essays), stats)
+    card = render_card("structured", examples, metrics, rejects, {"mode": "stepwise"})
+    assert card.startswith("---\n") and "path: train.parquet" in card and "push_to_hub" in card
