@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from chartdistill.config import Section
-from chartdistill.student import END_OF_UTTERANCE
+from chartdistill.student import END_OF_UTTERANCE, save_student
 
 log = logging.getLogger(__name__)
 
@@ -525,7 +525,7 @@ def train_variant(
     with mlflow_run(enabled, params, checkpoint_dir, checkpoint is not None, tags) as mlflow:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         eval_metrics = final_eval(trainer)
-        save_adapter(model, processor, out_dir)
+        save_student(model, processor, out_dir)  # the adapter only, as peft saves it
         metrics = _metrics(output, eval_metrics, trainer, resumed_from, trainable)
         if mlflow is not None:
             mlflow.log_metrics(
@@ -566,17 +566,3 @@ def _metrics(
     if torch.cuda.is_available():
         metrics["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return metrics
-
-
-def save_adapter(model: Any, processor: Any, out_dir: Path) -> Path:
-    """Write the LoRA adapter + processor to a temp folder, then swap it in place of out_dir."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    log.info("saved adapter to %s", out_dir)
-    return out_dir

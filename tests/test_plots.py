@@ -19,6 +19,7 @@ from chartdistill import plots_template as pt
 from tests.conftest import ROOT, TINY_PROFILE, Project, copy_project
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
+from tests.test_remote import point_llms_at
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -220,15 +221,16 @@ def _declared_plots(project: Project) -> list[str]:
 @needs_chromium
 def test_pipeline_plots_draw_offline(tmp_path: Path) -> None:
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stages = spec.get("stages", {}).values()
     has_plots = bool(spec.get("plots")) or any(
-        stage.get("plots") for stage in spec.get("stages", {}).values()
+        stage.get("plots") or (stage.get("do") or {}).get("plots") for stage in stages
     )
     if not has_plots:
         pytest.skip("dvc.yaml declares no plots yet")
     project = copy_project(tmp_path / "repo")
     project.set_params(TINY_PROFILE)
     with StubServer(reply=reply) as stub:
-        project.set_params({"teacher": {"llm": {"base_url": stub.base_url, "model": "stub"}}})
+        point_llms_at(project, stub)
         project.commit("tiny profile on the stub")
         project.run("dvc", "repro")
     assert _declared_plots(project), "dvc.yaml declares plots but `dvc plots show` has none"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chartdistill.essays import REASON_CODES
 from chartdistill.prompts import (
     PromptError,
     image_data_url,
@@ -26,18 +27,7 @@ from chartdistill.sections import MARKERS, PURPOSE, SECTIONS
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
-REASONS = {
-    "missing_section",
-    "empty_section",
-    "too_short",
-    "too_long",
-    "list_or_markdown",
-    "question_list",
-    "loop",
-    "too_few_numbers",
-    "ungrounded_numbers",
-    "parse_error",
-}
+REASONS = {*REASON_CODES, "parse_error"}
 
 
 def make_chart(
