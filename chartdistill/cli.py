@@ -1,7 +1,7 @@
 """`chartdistill-essay`: write an IELTS Task 1 essay for one chart image with a student model.
 
-    chartdistill-essay chart.png --variant structured
-    chartdistill-essay chart.png --adapter path/to/adapter --base models/base --title "..."
+chartdistill-essay chart.png --variant structured
+chartdistill-essay chart.png --adapter path/to/adapter --base models/base --title "..."
 """
 
 from __future__ import annotations

@@ -34,7 +34,13 @@ REQUIRED_COLUMNS = ("id", "chart_type", "title", "image", "text")
 IGNORE_INDEX = -100
 MLFLOW_RUN_FILE = "mlflow_run_id.txt"
 FINGERPRINT_FILE = "run_fingerprint.txt"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def default_tracking_uri() -> str:
+    """sqlite mlflow.db at the project root; DVC_ROOT keeps queued experiments (which run in a
+    temporary copy of the repo) logging to the real project's database."""
+    root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    return f"sqlite:///{root / 'mlflow.db'}"
 
 
 class LoraParams(Section):
@@ -454,7 +460,7 @@ def mlflow_run(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or params.mlflow_experiment
     mlflow.set_experiment(experiment)
     run_file = checkpoint_dir / MLFLOW_RUN_FILE

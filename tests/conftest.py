@@ -108,6 +108,18 @@ def copy_project(dest: Path) -> Project:
     return project
 
 
+def point_llms_at(project: Project, stub: Any) -> None:
+    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub."""
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    override = {
+        name: {"llm": {"base_url": stub.base_url, "model": f"stub-{name}"}}
+        for name, section in params.items()
+        if isinstance(section, dict) and isinstance(section.get("llm"), dict)
+    }
+    assert "teacher" in override, sorted(params)
+    project.set_params(override)
+
+
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Project:
     project = copy_project(tmp_path / "repo")

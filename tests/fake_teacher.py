@@ -6,6 +6,7 @@ quote the table's own figures, so the essays pass validation and grounding check
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -76,11 +77,8 @@ def judge_reply(body: dict[str, Any]) -> str:
         "lexical_resource": 6,
         "grammatical_range": 6,
     }
-    return '{"winner": "%s", "bands": {"A": %s, "B": %s}, "reason": "more figures"}' % (
-        winner,
-        str(band).replace("'", '"'),
-        str(band).replace("'", '"'),
-    )
+    verdict = {"winner": winner, "bands": {"A": band, "B": band}, "reason": "more figures"}
+    return json.dumps(verdict)
 
 
 def reply(body: dict[str, Any]) -> str:

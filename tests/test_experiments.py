@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, point_llms_at
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
-from tests.test_remote import point_llms_at
 
 pytestmark = pytest.mark.slow
 

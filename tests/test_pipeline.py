@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, point_llms_at
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
 
@@ -18,8 +18,7 @@ def stub():
 
 
 def _use_stub(project: Project, stub: StubServer) -> None:
-    llm = {"llm": {"base_url": stub.base_url, "model": "stub"}}
-    project.set_params({"teacher": llm, "judge": llm})
+    point_llms_at(project, stub)
     project.commit("teacher on the stub")
 
 

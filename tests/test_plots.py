@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from chartdistill import plots_template as pt
-from tests.conftest import ROOT, TINY_PROFILE, Project, copy_project
+from tests.conftest import ROOT, TINY_PROFILE, Project, copy_project, point_llms_at
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
-from tests.test_remote import point_llms_at
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, point_llms_at
 from tests.fake_teacher import reply
 from tests.stub_server import StubServer
 
@@ -59,18 +58,6 @@ def s3() -> Iterator[tuple[str, Any]]:
         yield url, client
     finally:
         server.stop()
-
-
-def point_llms_at(project: Project, stub: StubServer) -> None:
-    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub."""
-    params = yaml.safe_load((project.root / "params.yaml").read_text())
-    override = {
-        name: {"llm": {"base_url": stub.base_url, "model": f"stub-{name}"}}
-        for name, section in params.items()
-        if isinstance(section, dict) and isinstance(section.get("llm"), dict)
-    }
-    assert "teacher" in override, sorted(params)
-    project.set_params(override)
 
 
 def _with_remote(project: Project, url: str) -> None:

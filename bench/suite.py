@@ -1,0 +1,339 @@
+"""The benchmark suite: one command, one table of (name, value, goal, pass/fail).
+
+    .venv/bin/python -m bench.suite            # everything but the default-profile cold run
+    .venv/bin/python -m bench.suite --full     # + the default profile's cold `dvc repro`
+    .venv/bin/python -m bench.suite --write    # + the table, date and machine to BENCHMARKS.md
+
+What it measures:
+- teacher client throughput at concurrency 16 against the stub server (200 ms latency, in its
+  own process) as a ratio to the ideal c/L (bench.teacher_throughput);
+- requests sent by the pipeline on the tiny profile with the teacher on the stub: a no-op
+  `dvc repro` (goal 0), a one-type prompt edit (goal: charts of that type x sections) and the
+  rerun after `python -m stages.teach` was SIGKILLed mid-run (goal: requests not yet cached);
+- the no-op `dvc repro` time of the pipeline as a ratio to a bare DVC no-op (a one-stage DVC
+  project in a temp dir), and with --full the default profile's cold `dvc repro` wall time;
+- the embedded student's LoRA step time fp32 vs bf16 autocast and its batched vs batch-1
+  generation throughput (bench.student_step, each case in a fresh process).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: keep the output readable
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from chartdistill.sections import SECTIONS  # noqa: E402
+
+log = logging.getLogger("bench.suite")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOOP_REPEATS = 3
+CRASH_AFTER_ENTRIES = 5
+FULL_GOAL_S = 600.0
+
+
+@dataclass
+class Row:
+    name: str
+    value: float | int
+    unit: str
+    goal: str
+    ok: bool
+
+    def cells(self) -> list[str]:
+        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
+        return [self.name, f"{value} {self.unit}".strip(), self.goal, "pass" if self.ok else "FAIL"]
+
+
+def render(rows: list[Row]) -> str:
+    """A markdown table (also readable as plain text)."""
+    lines = [["benchmark", "value", "goal", "result"], *[row.cells() for row in rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(lines[0], widths, strict=True)) + " |"]
+    out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    out += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+        for line in lines[1:]
+    ]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ machine
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = "unknown"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "ram": ram, "load": load}
+
+
+# ------------------------------------------------------------------------------ teacher client
+
+
+def teacher_throughput() -> Row:
+    from bench.teacher_throughput import CACHED_CONCURRENCY, LATENCY_S, _run_level, stub_process
+
+    with stub_process(LATENCY_S) as base_url:
+        _run_level(base_url, 1, None)  # warm-up: lazy imports inside openai/httpx
+        level = _run_level(base_url, CACHED_CONCURRENCY, None)
+    return Row(
+        f"teacher throughput c={level.concurrency} / ideal c/L",
+        round(level.ratio, 3),
+        f"({level.rate:.1f} of {level.ideal:.0f} req/s)",
+        ">= 0.9",
+        level.ratio >= 0.9,
+    )
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+def timed(fn: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
+def bare_dvc_noop(tmp: Path) -> float:
+    """Median no-op `dvc repro` of a trivial one-stage DVC project."""
+    from tests.conftest import Project
+
+    folder = tmp / "bare"
+    folder.mkdir()
+    project = Project(folder)
+    project.run("git", "init", "-q")
+    project.run("dvc", "init", "-q")
+    (folder / "dvc.yaml").write_text(
+        "stages:\n  hello:\n    cmd: echo hello > out.txt\n    outs:\n      - out.txt\n"
+    )
+    project.run("dvc", "repro")
+    return statistics.median(
+        timed(lambda: project.run("dvc", "repro")) for _ in range(NOOP_REPEATS)
+    )
+
+
+def _cache_entries(root: Path) -> int:
+    return sum(1 for p in root.rglob("*.json") if not p.name.startswith("."))
+
+
+def _kill_teach_mid_run(project: object, cache: Path, entries: int) -> int:
+    """Start `python -m stages.teach`, SIGKILL its group once `entries` new answers are
+    cached; returns how many new answers were cached when it died."""
+    from tests.conftest import BIN
+
+    before = _cache_entries(cache)
+    process = subprocess.Popen(
+        [str(BIN / "python"), "-m", "stages.teach"],
+        cwd=project.root,  # type: ignore[attr-defined]
+        env=project.env,  # type: ignore[attr-defined]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while _cache_entries(cache) - before < entries:
+            if process.poll() is not None:
+                raise RuntimeError("stages.teach ended before the kill point")
+            if time.monotonic() > deadline:
+                raise RuntimeError("stages.teach did not reach the kill point in 300 s")
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    return _cache_entries(cache) - before
+
+
+def pipeline_requests(tmp: Path) -> list[Row]:
+    """Requests sent by reruns on the tiny profile, teacher and judge on the stub."""
+    from tests.conftest import TINY_PROFILE, copy_project
+    from tests.fake_teacher import reply
+    from tests.stub_server import StubServer
+
+    project = copy_project(tmp / "tiny")
+    project.set_params(TINY_PROFILE)
+    sections = len(SECTIONS)
+    counts = TINY_PROFILE["charts"]["counts"]
+    charts = sum(counts.values())
+    rows = []
+    with StubServer(reply=reply) as stub:
+        llm = {"base_url": stub.base_url, "model": "stub", "concurrency": 2, "timeout_s": 30}
+        project.set_params({"teacher": {"llm": llm}, "judge": {"llm": llm}})
+        project.commit("tiny profile, LLM on the stub")
+        cold = timed(lambda: project.run("dvc", "repro"))
+        log.info("tiny profile cold dvc repro: %.1f s", cold)
+
+        stub.reset_log()
+        noop = [timed(lambda: project.run("dvc", "repro")) for _ in range(NOOP_REPEATS)]
+        sent = len(stub.chat_requests)
+        rows.append(Row("requests: no-op dvc repro", sent, "", "0", sent == 0))
+
+        stub.reset_log()
+        prompt = project.root / "prompts/pie.yaml"
+        prompt.write_text(prompt.read_text().replace("  - title: ", "  - title: Revised ", 1))
+        project.run("dvc", "repro", "teach")
+        sent, goal = len(stub.chat_requests), counts["pie"] * sections
+        rows.append(
+            Row("requests: pie prompt edit (dvc repro teach)", sent, "", f"{goal}", sent == goal)
+        )
+
+        # A new teacher seed makes every answer new; kill the stage mid-run and rerun it.
+        project.set_params({"teacher": {"seed": 1}})
+        stub.latency_s = 0.2
+        cache = project.root / "data/teacher_cache"
+        done = _kill_teach_mid_run(project, cache, CRASH_AFTER_ENTRIES)
+        stub.latency_s = 0.0
+        stub.reset_log()
+        project.run("dvc", "repro", "teach")
+        sent, goal = len(stub.chat_requests), charts * sections - done
+        rows.append(Row("requests: teach rerun after kill -9", sent, "", f"{goal}", sent == goal))
+    bare = bare_dvc_noop(tmp)
+    ratio = statistics.median(noop) / bare
+    rows.append(
+        Row(
+            "no-op dvc repro / bare DVC no-op",
+            round(ratio, 2),
+            f"({statistics.median(noop):.2f} s vs {bare:.2f} s)",
+            "<= 1.5",
+            ratio <= 1.5,
+        )
+    )
+    return rows
+
+
+def full_cold_repro(tmp: Path) -> Row:
+    """The default profile (embedded teacher, judge and student) from nothing."""
+    from tests.conftest import copy_project
+
+    project = copy_project(tmp / "default")
+    project.commit("default profile")
+    seconds = timed(lambda: project.run("dvc", "repro"))
+    teacher = json.loads((project.root / "metrics/teacher.json").read_text())
+    log.info("default profile cold repro: %.0f s, teacher %s", seconds, teacher)
+    return Row(
+        f"default profile cold dvc repro ({os.cpu_count()} cores)",
+        round(seconds / 60, 2),
+        "min",
+        f"<= {FULL_GOAL_S / 60:.0f} min",
+        seconds <= FULL_GOAL_S,
+    )
+
+
+# ------------------------------------------------------------------------------ student
+
+
+def student(tmp: Path) -> list[Row]:
+    from bench.student_step import GEN_ITEMS, base_dir, generate_case, run_isolated, step_case
+
+    base = str(base_dir(tmp))
+    fp32 = run_isolated(step_case, base, False)
+    bf16 = run_isolated(step_case, base, True)
+    single = run_isolated(generate_case, base, 1)
+    batched = run_isolated(generate_case, base, GEN_ITEMS)
+    log.info("student cases: %s", [fp32, bf16, single, batched])
+    speedup = fp32["step_s"] / bf16["step_s"]
+    gain = batched["tokens_per_s"] / single["tokens_per_s"]
+    return [
+        Row(
+            "student LoRA step fp32 / bf16",
+            round(speedup, 2),
+            f"x ({fp32['step_s']:.2f} s vs {bf16['step_s']:.2f} s)",
+            "> 1.0",
+            speedup > 1.0,
+        ),
+        Row(
+            f"student generation batch {GEN_ITEMS} / batch 1",
+            round(gain, 2),
+            f"x ({batched['tokens_per_s']:.1f} vs {single['tokens_per_s']:.1f} tok/s)",
+            ">= 3.0",
+            gain >= 3.0,
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------ report
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench_suite_") as tmp:
+        yield Path(tmp)
+
+
+def run_suite(full: bool) -> list[Row]:
+    rows = [teacher_throughput()]
+    with workspace() as tmp:
+        rows += pipeline_requests(tmp)
+    if full:
+        with workspace() as tmp:
+            rows.append(full_cold_repro(tmp))
+    with workspace() as tmp:
+        rows += student(tmp)
+    return rows
+
+
+def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`.venv/bin/python -m bench.suite{' --full' if full else ''} --write`, {stamp}.",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM. "
+        f"Load average (1, 5, 15 min) before: {before}; after: {info['load']} "
+        "(a shared machine: other jobs ran beside the suite).",
+        "",
+        render(rows),
+        "",
+    ]
+    if not full:
+        lines += ["The default profile's cold `dvc repro` is measured with `--full`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="also the default profile cold run")
+    parser.add_argument("--write", action="store_true", help="write the table to BENCHMARKS.md")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    before = machine()["load"]
+    rows = run_suite(args.full)
+    print(render(rows))  # noqa: T201 - a benchmark's report is its stdout
+    if args.write:
+        from chartdistill.io import atomic_write_text
+
+        atomic_write_text(ROOT / "BENCHMARKS.md", report(rows, machine(), before, args.full))
+
+
+if __name__ == "__main__":
+    main()
