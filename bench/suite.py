@@ -312,6 +312,7 @@ def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> st
         "",
         render(rows),
         "",
+        "",
     ]
     if not full:
         lines += ["The default profile's cold `dvc repro` is measured with `--full`.", ""]
@@ -326,6 +327,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request otherwise
     before = machine()["load"]
     rows = run_suite(args.full)
     print(render(rows))  # noqa: T201 - a benchmark's report is its stdout
