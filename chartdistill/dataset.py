@@ -168,20 +168,18 @@ def variant_rows(examples: list[Example], variant: str, charts_dir: Path) -> dic
     }
 
 
-def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_dir: Path) -> None:
-    from datasets import Dataset, Features, Image, Value
+def dataset_features() -> Any:
+    """The columns of every split parquet (the contract the training stage reads)."""
+    from datasets import Features, Image, Value
 
-    features = Features(
-        {
-            "id": Value("string"),
-            "chart_type": Value("string"),
-            "title": Value("string"),
-            "image": Image(),
-            "text": Value("string"),
-            "teacher_model": Value("string"),
-            "prompt_hash": Value("string"),
-        }
-    )
+    strings = ("id", "chart_type", "title", "text", "teacher_model", "prompt_hash")
+    return Features({**{name: Value("string") for name in strings}, "image": Image()})
+
+
+def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_dir: Path) -> None:
+    from datasets import Dataset
+
+    features = dataset_features()
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         part = [e for e in examples if e.split == split]

@@ -55,25 +55,20 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def write_split(path: Path, n: int, offset: int) -> None:
-    from datasets import Dataset, Features, Image, Value
+    from datasets import Dataset
 
-    features = Features(
-        {
-            "id": Value("string"),
-            "chart_type": Value("string"),
-            "title": Value("string"),
-            "image": Image(),
-            "text": Value("string"),
-        }
-    )
+    from chartdistill.dataset import dataset_features
+
     rows = {
         "id": [f"c{offset + i}" for i in range(n)],
         "chart_type": ["bar"] * n,
         "title": [f"Chart {offset + i}" for i in range(n)],
         "image": [chart_image(448 - 32 * (i % 3), 336) for i in range(n)],
         "text": [ESSAYS[(offset + i) % len(ESSAYS)] for i in range(n)],
+        "teacher_model": ["stub"] * n,
+        "prompt_hash": ["h"] * n,
     }
-    Dataset.from_dict(rows, features=features).to_parquet(str(path))
+    Dataset.from_dict(rows, features=dataset_features()).to_parquet(str(path))
 
 
 @pytest.fixture(scope="module")
