@@ -4,7 +4,6 @@ the `judge` stage end to end against a stub judge server."""
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from chartdistill.io import read_json, read_jsonl, write_jsonl
 from chartdistill.judge import OrderVerdict, PairJudgement
 from chartdistill.records import ChartRecord, EssayRecord, save_records
 from chartdistill.sections import render_structured, render_unstructured
+from tests.fake_teacher import judge_reply
 from tests.stub_server import StubServer
 from tests.test_essays import CHART, GOOD
 
@@ -267,22 +267,7 @@ def test_load_predictions_rejects_bad_lines(tmp_path: Path) -> None:
 
 def stage_judge(body: dict[str, Any]) -> str:
     """Prefers the essay with more digits; answers in a code fence like chatty models do."""
-    user = body["messages"][-1]["content"]
-    a = user.split("<essay_a>\n", 1)[1].split("\n</essay_a>", 1)[0]
-    b = user.split("<essay_b>\n", 1)[1].split("\n</essay_b>", 1)[0]
-    da, db = sum(c.isdigit() for c in a), sum(c.isdigit() for c in b)
-    winner = "A" if da > db else "B" if db > da else "tie"
-    bands = {
-        "task_achievement": 6,
-        "coherence_cohesion": 6,
-        "lexical_resource": 6,
-        "grammatical_range": 6,
-    }
-    return (
-        "```json\n"
-        + json.dumps({"winner": winner, "bands": {"A": bands, "B": bands}, "reason": "figures"})
-        + "\n```"
-    )
+    return "```json\n" + judge_reply(body) + "\n```"
 
 
 @pytest.fixture
