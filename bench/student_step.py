@@ -75,7 +75,7 @@ def base_dir(tmp: Path) -> Path:
         paths = None
     if paths is not None and (paths.base_model / "config.json").exists():
         return paths.base_model
-    from chartdistill.student import StudentParams, build_base_student
+    from chartdistill.student.model import StudentParams, build_base_student
 
     return build_base_student(StudentParams(), tmp / "base")
 
@@ -84,7 +84,12 @@ def step_case(base: str, bf16: bool) -> dict[str, Any]:
     """Mean LoRA step (forward + backward + AdamW) after a warm-up step, in a fresh process."""
     import torch
 
-    from chartdistill.training import TrainParams, load_trainable, make_collator, peak_rss_mib
+    from chartdistill.student.training import (
+        TrainParams,
+        load_trainable,
+        make_collator,
+        peak_rss_mib,
+    )
 
     params = TrainParams(report_to=["none"])
     model, processor = load_trainable(Path(base), params)
@@ -118,7 +123,7 @@ def train_case(base: str, tmp: str) -> dict[str, Any]:
     from datasets import Dataset, Features, Value
     from datasets import Image as ImageFeature
 
-    from chartdistill.training import TrainParams, train_variant
+    from chartdistill.student.training import TrainParams, train_variant
 
     data = Path(tmp) / "dataset"
     data.mkdir(parents=True, exist_ok=True)
@@ -169,8 +174,12 @@ def train_case(base: str, tmp: str) -> dict[str, Any]:
 
 def generate_case(base: str, batch_size: int) -> dict[str, Any]:
     """Greedy bf16 generation of GEN_TOKENS new tokens for GEN_ITEMS charts at a batch size."""
-    from chartdistill.generation import GenerationParams, generate_essays, load_for_inference
-    from chartdistill.training import peak_rss_mib
+    from chartdistill.student.generation import (
+        GenerationParams,
+        generate_essays,
+        load_for_inference,
+    )
+    from chartdistill.student.training import peak_rss_mib
 
     model, processor = load_for_inference(Path(base), None, "bfloat16")
     charts = [chart(seed) for seed in range(GEN_ITEMS)]

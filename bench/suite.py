@@ -37,7 +37,7 @@ from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from chartdistill.sections import SECTIONS  # noqa: E402
+from chartdistill.essay.sections import SECTIONS  # noqa: E402
 
 log = logging.getLogger("bench.suite")
 

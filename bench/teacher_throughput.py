@@ -27,14 +27,8 @@ from dataclasses import dataclass  # noqa: E402
 from multiprocessing.connection import Connection  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from chartdistill.llm import (  # noqa: E402
-    CachedClient,
-    ChatRequest,
-    ChatResult,
-    EmbeddedParams,
-    LLMParams,
-    ResponseCache,
-)
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
 from tests.stub_server import StubServer  # noqa: E402
 
 LATENCY_S = 0.2
@@ -80,7 +74,7 @@ def _request(n: int, max_tokens: int = 64) -> ChatRequest:
 
 
 def _run_level(base_url: str, concurrency: int, cache_root: Path | None) -> Level:
-    from chartdistill.llm_openai import OpenAIBackend
+    from chartdistill.llm.openai_backend import OpenAIBackend
 
     count = max(16 * concurrency, 64)
     params = LLMParams(base_url=base_url, model="stub-model", concurrency=concurrency, timeout_s=30)
@@ -135,7 +129,7 @@ def bench_openai(separate_process: bool = True) -> list[Level]:
 
 
 def bench_embedded() -> tuple[float, list[tuple[int, int, float, float]]]:
-    from chartdistill.llm_embedded import EmbeddedBackend
+    from chartdistill.llm.embedded import EmbeddedBackend
 
     requests = [
         ChatRequest(messages=[{"role": "user", "content": p}], max_tokens=EMBEDDED_MAX_TOKENS)

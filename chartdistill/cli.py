@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     image = load_image(args.image)
 
-    from chartdistill.generation import generate_essays, load_for_inference
-    from chartdistill.predict import PredictParams
-    from chartdistill.prompts import render_student_prompt
+    from chartdistill.prompts.student import render_student_prompt
+    from chartdistill.student.generation import generate_essays, load_for_inference
+    from chartdistill.student.predict import PredictParams
 
     try:
         paths = load_paths()

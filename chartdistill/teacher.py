@@ -20,11 +20,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from chartdistill.config import Section
-from chartdistill.essays import EssayBounds, parse_sections, validate_essay
-from chartdistill.llm import CachedClient, ChatRequest, ChatResult, LLMParams
-from chartdistill.prompts import image_data_url, prompt_hash, render_teacher_messages
-from chartdistill.records import ChartRecord, EssayRecord
-from chartdistill.sections import MARKERS, SECTIONS
+from chartdistill.data.records import ChartRecord, EssayRecord
+from chartdistill.essay.sections import MARKERS, SECTIONS
+from chartdistill.essay.text import EssayBounds, parse_sections, validate_essay
+from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
+from chartdistill.prompts.render import image_data_url
+from chartdistill.prompts.teacher import prompt_hash, render_teacher_messages
 
 log = logging.getLogger(__name__)
 

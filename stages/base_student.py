@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chartdistill.config import load_paths, load_section
-from chartdistill.student import StudentParams, build_base_student
+from chartdistill.student.model import StudentParams, build_base_student
 from stages.common import setup
 
 

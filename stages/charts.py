@@ -6,11 +6,11 @@ import logging
 import shutil
 from collections import Counter
 
-from chartdistill.chart2text import import_chart2text
-from chartdistill.charts import ChartsParams, generate_synthetic
 from chartdistill.config import load_paths, load_section
+from chartdistill.data.chart2text import import_chart2text
+from chartdistill.data.records import save_records
+from chartdistill.data.synthetic import ChartsParams, generate_synthetic
 from chartdistill.io import write_json
-from chartdistill.records import save_records
 from stages.common import setup
 
 log = logging.getLogger("stages.charts")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from chartdistill.config import load_paths, load_section, read_params
-from chartdistill.dataset import (
+from chartdistill.data.records import load_charts, load_essays, save_records
+from chartdistill.dataset.build import (
     VARIANTS,
     DatasetsParams,
     clean_essays,
@@ -15,7 +16,6 @@ from chartdistill.dataset import (
     write_variant,
 )
 from chartdistill.io import atomic_write_text, write_json
-from chartdistill.records import load_charts, load_essays, save_records
 from stages.common import setup
 
 log = logging.getLogger("stages.datasets")

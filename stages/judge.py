@@ -10,8 +10,10 @@ import logging
 import sys
 
 from chartdistill.config import load_paths, load_section
-from chartdistill.dataset import VARIANTS
-from chartdistill.evaluation import (
+from chartdistill.data.records import load_charts, load_essays
+from chartdistill.essay.sections import VARIANTS
+from chartdistill.evaluation.judge import JudgeParams, judge_pairs
+from chartdistill.evaluation.summary import (
     EvaluationParams,
     automatic_metrics,
     eval_summary,
@@ -21,9 +23,8 @@ from chartdistill.evaluation import (
     write_csv,
 )
 from chartdistill.io import write_json, write_jsonl
-from chartdistill.judge import JudgeParams, judge_pairs
-from chartdistill.llm import CachedClient, ResponseCache, make_backend
-from chartdistill.records import load_charts, load_essays
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
 from stages.common import setup
 
 log = logging.getLogger("stages.judge")

@@ -7,8 +7,8 @@ import sys
 
 from chartdistill.config import load_paths, load_section
 from chartdistill.io import write_jsonl
-from chartdistill.predict import PredictParams, check_model_name, load_test_split, predict
-from chartdistill.prompts import render_student_prompt
+from chartdistill.prompts.student import render_student_prompt
+from chartdistill.student.predict import PredictParams, check_model_name, load_test_split, predict
 from stages.common import setup
 
 log = logging.getLogger("stages.predict")

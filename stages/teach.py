@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from chartdistill.config import load_paths, load_section
+from chartdistill.data.records import load_charts, save_records
 from chartdistill.io import write_json
-from chartdistill.llm import CachedClient, ResponseCache, make_backend
-from chartdistill.records import load_charts, save_records
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
 from chartdistill.teacher import TeacherParams, run_teacher
 from stages.common import setup
 

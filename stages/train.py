@@ -8,10 +8,10 @@ import os
 import sys
 
 from chartdistill.config import load_paths, load_section
-from chartdistill.dataset import VARIANTS
+from chartdistill.essay.sections import VARIANTS
 from chartdistill.io import atomic_write_text, write_json
-from chartdistill.prompts import render_student_prompt
-from chartdistill.training import TrainParams, train_variant
+from chartdistill.prompts.student import render_student_prompt
+from chartdistill.student.training import TrainParams, train_variant
 from stages.common import setup
 
 

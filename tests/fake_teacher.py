@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from chartdistill.sections import MARKERS, SECTIONS, render_structured
+from chartdistill.essay.sections import MARKERS, SECTIONS, render_structured
 
 
 def _user_text(body: dict[str, Any]) -> str:

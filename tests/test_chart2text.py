@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chartdistill.chart2text import (
+from chartdistill.config import ParamsError, parse_section
+from chartdistill.data.chart2text import (
     Chart2TextParams,
     choose_unit,
     chronological,
@@ -23,8 +24,7 @@ from chartdistill.chart2text import (
     time_key,
     unit_from_label,
 )
-from chartdistill.config import ParamsError, parse_section
-from chartdistill.records import ChartRecord
+from chartdistill.data.records import ChartRecord
 from tests.c2t_fixture import PEW_OCR_PERCENT, PEW_OCR_PLAIN, build_pew, build_tree, png_bytes
 
 

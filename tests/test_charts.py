@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chartdistill.charts import ChartsParams, generate_synthetic, make_chart
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.records import ChartRecord
+from chartdistill.data.records import ChartRecord
+from chartdistill.data.synthetic import ChartsParams, generate_synthetic, make_chart
 
 
 def _generate(tmp_path: Path, **overrides) -> tuple[list[ChartRecord], Path]:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from chartdistill.cli import main
-from chartdistill.student import build_tiny_student
+from chartdistill.student.model import build_tiny_student
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from chartdistill.charts import ChartsParams, generate_synthetic, make_chart
-from chartdistill.dataset import (
+from chartdistill.data.records import ChartRecord, EssayRecord
+from chartdistill.data.synthetic import ChartsParams, generate_synthetic, make_chart
+from chartdistill.dataset.build import (
     DatasetsParams,
     assign_split,
     clean_essays,
@@ -13,9 +14,8 @@ from chartdistill.dataset import (
     render_card,
     write_variant,
 )
-from chartdistill.dedup import near_duplicate_pairs
-from chartdistill.records import ChartRecord, EssayRecord
-from chartdistill.sections import MARKERS, SECTIONS
+from chartdistill.dataset.dedup import near_duplicate_pairs
+from chartdistill.essay.sections import MARKERS, SECTIONS
 from tests.fake_teacher import paragraphs
 
 PARAMS = DatasetsParams(min_words=60, min_grounded_fraction=0.5)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.essays import (
+from chartdistill.data.records import ChartRecord
+from chartdistill.essay.sections import SECTIONS, render_structured, render_unstructured
+from chartdistill.essay.text import (
     REASON_CODES,
     EssayBounds,
     essay_body,
@@ -17,8 +19,6 @@ from chartdistill.essays import (
     validate_essay,
     word_count,
 )
-from chartdistill.records import ChartRecord
-from chartdistill.sections import SECTIONS, render_structured, render_unstructured
 
 CHART = ChartRecord.model_validate(
     {

@@ -13,8 +13,11 @@ import pytest
 import yaml
 
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.essays import EssayBounds
-from chartdistill.evaluation import (
+from chartdistill.data.records import ChartRecord, EssayRecord, save_records
+from chartdistill.essay.sections import render_structured, render_unstructured
+from chartdistill.essay.text import EssayBounds
+from chartdistill.evaluation.judge import OrderVerdict, PairJudgement
+from chartdistill.evaluation.summary import (
     EvaluationParams,
     Prediction,
     automatic_metrics,
@@ -27,9 +30,6 @@ from chartdistill.evaluation import (
     write_csv,
 )
 from chartdistill.io import read_json, read_jsonl, write_jsonl
-from chartdistill.judge import OrderVerdict, PairJudgement
-from chartdistill.records import ChartRecord, EssayRecord, save_records
-from chartdistill.sections import render_structured, render_unstructured
 from tests.fake_teacher import judge_reply
 from tests.stub_server import StubServer
 from tests.test_essays import CHART, GOOD

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from chartdistill.judge import (
+from chartdistill.data.records import ChartRecord
+from chartdistill.evaluation.judge import (
     JudgeParams,
     OrderVerdict,
     PairJudgement,
@@ -19,8 +20,9 @@ from chartdistill.judge import (
     map_letter,
     parse_verdict,
 )
-from chartdistill.llm import CachedClient, LLMParams, ResponseCache, make_backend
-from chartdistill.records import ChartRecord
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
+from chartdistill.llm.types import LLMParams
 from tests.stub_server import FaultPlan, StubServer
 
 ROOT = Path(__file__).resolve().parents[1]

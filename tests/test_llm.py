@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.llm import (
-    CachedClient,
-    ChatRequest,
-    ChatResult,
-    EmbeddedParams,
-    LLMParams,
-    ResponseCache,
-    make_backend,
-)
-from chartdistill.llm_openai import OpenAIBackend, backoff_delay, parse_retry_after
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
+from chartdistill.llm.openai_backend import OpenAIBackend, backoff_delay, parse_retry_after
+from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
 from tests.stub_server import Fault, FaultPlan, StubServer
 
 SENTINEL_KEY = "sk-sentinel-3f9c2a7e-never-store-me"
@@ -346,7 +340,7 @@ def test_make_backend_picks_by_base_url(stub: StubServer) -> None:
 
 
 def test_fully_cached_embedded_run_never_loads(tmp_path: Path) -> None:
-    from chartdistill.llm_embedded import EmbeddedBackend
+    from chartdistill.llm.embedded import EmbeddedBackend
 
     backend = EmbeddedBackend(EmbeddedParams())
     cache = ResponseCache(tmp_path)
@@ -381,7 +375,7 @@ def test_stub_models_endpoint(stub: StubServer) -> None:
 
 @pytest.mark.slow
 def test_embedded_bundled_is_deterministic() -> None:
-    from chartdistill.llm_embedded import EmbeddedBackend
+    from chartdistill.llm.embedded import EmbeddedBackend
 
     prompts = ["Describe a bar chart of car sales in one sentence.", "What is a pie chart?"]
     reqs = [ChatRequest(messages=[{"role": "user", "content": p}], max_tokens=24) for p in prompts]
@@ -444,7 +438,7 @@ def tiny_embedded():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from chartdistill.llm_embedded import EmbeddedBackend
+    from chartdistill.llm.embedded import EmbeddedBackend
 
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -549,7 +543,7 @@ def test_embedded_prompt_too_long_is_an_item_error(tiny_embedded) -> None:
 def test_seeded_row_sampler_top_p_and_greedy_rows() -> None:
     import torch
 
-    from chartdistill.llm_embedded import SeededRowSampler
+    from chartdistill.llm.embedded import SeededRowSampler
 
     scores = torch.tensor([[0.0, 5.0, 4.9, -3.0], [1.0, 2.0, 3.0, 0.5], [0.0, 0.1, 0.2, 0.3]])
     sampler = SeededRowSampler([1.0, 0.0, 1.0], [0.5, 1.0, 1.0], [1, 2, 3])

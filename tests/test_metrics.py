@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chartdistill.essays import EssayBounds
-from chartdistill.metrics import (
+from chartdistill.data.records import ChartRecord
+from chartdistill.essay.sections import render_structured, render_unstructured
+from chartdistill.essay.text import EssayBounds
+from chartdistill.evaluation.metrics import (
     essay_metrics,
     key_value_recall,
     key_values,
@@ -18,8 +20,6 @@ from chartdistill.metrics import (
     within_word_bounds,
     word_count,
 )
-from chartdistill.records import ChartRecord
-from chartdistill.sections import render_structured, render_unstructured
 from tests.test_essays import CHART, GOOD
 
 LINE = ChartRecord.model_validate(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chartdistill.numbers import (
+from chartdistill.data.records import ChartRecord
+from chartdistill.essay.grounding import (
     ChartNumbers,
     Mention,
     close_to,
@@ -12,7 +13,6 @@ from chartdistill.numbers import (
     ground_numbers,
     value_mentions,
 )
-from chartdistill.records import ChartRecord
 
 
 def chart(**overrides: object) -> ChartRecord:

@@ -9,21 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from chartdistill.essays import REASON_CODES
-from chartdistill.prompts import (
-    PromptError,
-    image_data_url,
-    load_examples,
+from chartdistill.data.records import CHART_TYPES, ChartRecord
+from chartdistill.essay.sections import MARKERS, PURPOSE, SECTIONS
+from chartdistill.essay.text import REASON_CODES
+from chartdistill.prompts.chart_types import load_examples
+from chartdistill.prompts.judge import render_judge_messages
+from chartdistill.prompts.render import PromptError, image_data_url
+from chartdistill.prompts.student import render_student_prompt
+from chartdistill.prompts.teacher import (
     prompt_files,
     prompt_hash,
-    render_judge_messages,
     render_repair,
-    render_student_prompt,
     render_teacher_messages,
     repair_codes,
 )
-from chartdistill.records import CHART_TYPES, ChartRecord
-from chartdistill.sections import MARKERS, PURPOSE, SECTIONS
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")

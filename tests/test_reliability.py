@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from chartdistill import chart2text
-from chartdistill.chart2text import Chart2TextParams, import_chart2text, load_png
-from chartdistill.llm import ChatRequest
-from chartdistill.training import checkpoint_step, last_checkpoint
+from chartdistill.data import chart2text
+from chartdistill.data.chart2text import Chart2TextParams, import_chart2text, load_png
+from chartdistill.llm.types import ChatRequest
+from chartdistill.student.training import checkpoint_step, last_checkpoint
 from tests import c2t_fixture
 from tests.conftest import BIN, Project
 from tests.fake_teacher import _table, _user_text, reply

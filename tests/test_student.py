@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.student import (
+from chartdistill.student.model import (
     END_OF_UTTERANCE,
     IMAGE_TOKEN,
     TINY_PARAMS,
@@ -129,7 +129,7 @@ def test_load_student_names_a_missing_folder(tmp_path: Path) -> None:
 def test_embedded_student_text_logits_equal_smollm2(tmp_path: Path) -> None:
     import torch
 
-    from chartdistill.student import _load_gguf_text_model, build_base_student
+    from chartdistill.student.model import _load_gguf_text_model, build_base_student
 
     out = build_base_student(StudentParams(), tmp_path / "base")
     student, processor = load_student(out)

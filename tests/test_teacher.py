@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from chartdistill.charts import make_chart
-from chartdistill.llm import CachedClient, LLMParams, ResponseCache, make_backend
-from chartdistill.records import ChartRecord
+from chartdistill.data.records import ChartRecord
+from chartdistill.data.synthetic import make_chart
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
+from chartdistill.llm.types import LLMParams
 from chartdistill.teacher import TeacherParams, clean_paragraph, run_teacher
 from tests.fake_teacher import teacher_reply
 from tests.stub_server import StubServer

@@ -11,9 +11,9 @@ from PIL import Image
 from transformers import TrainerCallback
 
 from chartdistill.config import ParamsError, parse_section
-from chartdistill.generation import GenerationParams, generate_essays, load_for_inference
-from chartdistill.student import END_OF_UTTERANCE, load_student
-from chartdistill.training import (
+from chartdistill.student.generation import GenerationParams, generate_essays, load_for_inference
+from chartdistill.student.model import END_OF_UTTERANCE, load_student
+from chartdistill.student.training import (
     IGNORE_INDEX,
     LoraParams,
     TrainParams,
@@ -57,7 +57,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def write_split(path: Path, n: int, offset: int) -> None:
     from datasets import Dataset
 
-    from chartdistill.dataset import dataset_features
+    from chartdistill.dataset.build import dataset_features
 
     rows = {
         "id": [f"c{offset + i}" for i in range(n)],

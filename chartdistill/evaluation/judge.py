@@ -23,9 +23,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from chartdistill.config import Section
-from chartdistill.llm import CachedClient, ChatRequest, ChatResult, LLMParams
-from chartdistill.prompts import render_judge_messages
-from chartdistill.records import ChartRecord
+from chartdistill.data.records import ChartRecord
+from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
+from chartdistill.prompts.judge import render_judge_messages
 
 log = logging.getLogger(__name__)
 

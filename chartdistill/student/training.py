@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from chartdistill.config import Section
-from chartdistill.student import END_OF_UTTERANCE, save_student
+from chartdistill.student.model import END_OF_UTTERANCE, save_student
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from chartdistill.llm import (
+from chartdistill.llm.types import (
     ChatRequest,
     ChatResult,
     EmbeddedParams,

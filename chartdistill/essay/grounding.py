@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
-from chartdistill.records import ChartRecord
+from chartdistill.data.records import ChartRecord
 
 _CURRENCIES = "$£€¥"
 _MINUS = "-−"

@@ -16,11 +16,11 @@ from typing import Literal
 from pydantic import model_validator
 from tqdm import tqdm
 
-from chartdistill.chart2text import Chart2TextParams
 from chartdistill.config import Section
+from chartdistill.data.chart2text import Chart2TextParams
+from chartdistill.data.records import CHART_TYPES, ChartRecord, ChartType, Reject
+from chartdistill.data.topics import PLACES, TOPICS, Topic
 from chartdistill.io import atomic_write_bytes
-from chartdistill.records import CHART_TYPES, ChartRecord, ChartType, Reject
-from chartdistill.topics import PLACES, TOPICS, Topic
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 
-from chartdistill.essays import (
+from chartdistill.data.records import ChartRecord
+from chartdistill.essay.grounding import ChartNumbers, ground_numbers
+from chartdistill.essay.sections import SECTIONS
+from chartdistill.essay.text import (
     EssayBounds,
     ParsedEssay,
     essay_body,
@@ -22,9 +25,6 @@ from chartdistill.essays import (
     word_count,
     words,
 )
-from chartdistill.numbers import ChartNumbers, ground_numbers
-from chartdistill.records import ChartRecord
-from chartdistill.sections import SECTIONS
 
 __all__ = [
     "essay_metrics",

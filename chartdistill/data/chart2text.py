@@ -68,8 +68,8 @@ from pydantic import Field, ValidationError, field_validator
 from tqdm import tqdm
 
 from chartdistill.config import Section
+from chartdistill.data.records import CHART_TYPES, ChartRecord, ChartType, Reject
 from chartdistill.io import atomic_write_bytes
-from chartdistill.records import CHART_TYPES, ChartRecord, ChartType, Reject
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pydantic import Field, model_validator
 
 from chartdistill.config import Section
-from chartdistill.numbers import ground_numbers
-from chartdistill.records import ChartRecord
-from chartdistill.sections import SECTIONS
+from chartdistill.data.records import ChartRecord
+from chartdistill.essay.grounding import ground_numbers
+from chartdistill.essay.sections import SECTIONS
 
 REASON_CODES: tuple[str, ...] = (
     "missing_section",

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from chartdistill.config import Section
-from chartdistill.generation import GenerationParams, generate_essays, load_for_inference
+from chartdistill.student.generation import GenerationParams, generate_essays, load_for_inference
 
 log = logging.getLogger(__name__)
 

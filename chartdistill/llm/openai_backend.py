@@ -20,7 +20,7 @@ from typing import Any
 import openai
 from tqdm import tqdm
 
-from chartdistill.llm import ChatRequest, ChatResult, LLMParams, OnResult
+from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams, OnResult
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """From accepted teacher essays to the two training datasets (structured and unstructured).
 
-Both variants are rendered from the same parsed sections (chartdistill.sections), so they
+Both variants are rendered from the same parsed sections (chartdistill.essay.sections), so they
 carry the same content and differ only in the section markers. Hygiene (exact and near
 duplicates, length, structure, numeric grounding) runs once on the essays; the split is a
 hash of the chart id, so adding charts never moves an existing one.
@@ -19,16 +19,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from chartdistill.config import Section
-from chartdistill.dedup import exact_key, near_duplicate_pairs
-from chartdistill.numbers import ground_numbers
-from chartdistill.records import ChartRecord, EssayRecord, Reject
-from chartdistill.sections import SECTIONS, render_structured, render_unstructured
+from chartdistill.data.records import ChartRecord, EssayRecord, Reject
+from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
+from chartdistill.essay.grounding import ground_numbers
+from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
 
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
-VARIANTS = {"structured": render_structured, "unstructured": render_unstructured}
 
 
 class SplitFractions(Section):
@@ -220,7 +219,7 @@ def render_card(
     """The dataset card (README.md with hub YAML front matter) for one variant."""
     import jinja2
 
-    from chartdistill.sections import MARKERS
+    from chartdistill.essay.sections import MARKERS
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -33,3 +33,7 @@ def render_structured(sections: dict[str, str]) -> str:
 def render_unstructured(sections: dict[str, str]) -> str:
     """The same essay as plain paragraphs."""
     return "\n\n".join(sections[name].strip() for name in SECTIONS)
+
+
+# The two dataset variants: the same essay with and without its section markers.
+VARIANTS = {"structured": render_structured, "unstructured": render_unstructured}

@@ -20,12 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chartdistill.config import Section
-from chartdistill.dataset import VARIANTS
-from chartdistill.essays import EssayBounds
+from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
+from chartdistill.essay.sections import VARIANTS
+from chartdistill.essay.text import EssayBounds
+from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
+from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
 from chartdistill.io import atomic_write_text, read_jsonl
-from chartdistill.judge import CRITERIA, SIDES, PairJudgement
-from chartdistill.metrics import essay_metrics, wilson_interval
-from chartdistill.records import CHART_TYPES, ChartRecord, EssayRecord
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import model_validator
 
 from chartdistill.config import Section
-from chartdistill.student import load_student, resolve_dtype
-from chartdistill.training import chat_messages
+from chartdistill.student.model import load_student, resolve_dtype
+from chartdistill.student.training import chat_messages
 
 if TYPE_CHECKING:
     import torch

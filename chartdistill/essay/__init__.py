@@ -1,0 +1,1 @@
+"""Essay text: the four sections and both variants, parsing, checks, numeric grounding."""

@@ -1,0 +1,1 @@
+"""Judging students: the pairwise LLM judge, automatic metrics and the per-variant summary."""

@@ -1,0 +1,1 @@
+"""The LLM layer: request/result types, backends (OpenAI-compatible, embedded), cache, factory."""

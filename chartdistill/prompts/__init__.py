@@ -1,0 +1,1 @@
+"""Prompt rendering; each role module names the prompt files it reads."""

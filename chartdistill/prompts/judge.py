@@ -1,0 +1,28 @@
+"""The judge's prompt: a pairwise comparison of essays A and B against a reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chartdistill.data.records import ChartRecord
+from chartdistill.prompts.chart_types import load_type_prompt
+from chartdistill.prompts.render import chart_context, fence_safe, render_template
+
+
+def render_judge_messages(
+    prompts_dir: Path, chart: ChartRecord, reference: str, essay_a: str, essay_b: str
+) -> list[dict[str, Any]]:
+    """OpenAI chat messages for a pairwise judgement of essays A and B (JSON reply)."""
+    prompts_dir = Path(prompts_dir)
+    name = load_type_prompt(prompts_dir, chart.chart_type).name
+    user = render_template(
+        prompts_dir,
+        "judge.md",
+        chart=chart_context(chart, name),
+        reference=fence_safe(reference.strip()),
+        essay_a=fence_safe(essay_a.strip()),
+        essay_b=fence_safe(essay_b.strip()),
+    )
+    system = render_template(prompts_dir, "judge_system.md")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

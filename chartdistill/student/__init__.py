@@ -1,0 +1,1 @@
+"""The student VLM: building it, training it with LoRA, generating essays with it."""
