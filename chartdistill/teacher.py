@@ -54,6 +54,7 @@ class TeacherParams(Section):
     # Stepwise: show the sections written so far (small models copy them instead of going on).
     stepwise_context: bool = True
     vision: bool = False  # also send the chart image (multimodal teachers only)
+    fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
     validation: EssayBounds = EssayBounds()
     prices: PriceTable = PriceTable()
 
@@ -160,6 +161,7 @@ class Teacher:
                     previous=dict(draft.sections) if self._context(section) else None,
                     repair_reasons=repair[id(draft)],
                     image_data_url=self._image(draft.chart),
+                    fact_sheet=self.params.fact_sheet,
                 )
             except (OSError, ValueError) as exc:
                 log.error("chart %s: cannot build its prompt: %s", draft.chart.id, exc)

@@ -23,6 +23,7 @@ from chartdistill.data.records import ChartRecord
 # Every tag the templates use as a fence; data must never contain one of them verbatim.
 FENCE_TAGS: tuple[str, ...] = (
     "chart_data",
+    "chart_facts",
     "example_chart",
     "example_essay",
     "example",

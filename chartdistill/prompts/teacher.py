@@ -9,6 +9,7 @@ from typing import Any, Literal
 import jinja2
 
 from chartdistill.data.records import CHART_TYPES, ChartRecord
+from chartdistill.essay.facts import chart_facts
 from chartdistill.essay.sections import MARKERS, PURPOSE, SECTIONS
 from chartdistill.prompts.chart_types import (
     example_context,
@@ -35,6 +36,7 @@ TEACHER_FILES: tuple[str, ...] = (
     "essay.md",
     "section.md",
     "repair.md",
+    "facts.md",
 )
 
 
@@ -94,6 +96,7 @@ def render_teacher_messages(
     previous: dict[str, str] | None = None,
     repair_reasons: list[str] | None = None,
     image_data_url: str | None = None,
+    fact_sheet: bool = True,
 ) -> list[dict[str, Any]]:
     """OpenAI chat messages asking the teacher for a whole essay or for one section.
 
@@ -102,6 +105,7 @@ def render_teacher_messages(
     the type's examples come first as few-shot turns (user: example chart, assistant: that
     example's paragraph for the same section), which keeps a small teacher from copying them.
     With `image_data_url` the user content is a list: a text part and an image_url part.
+    With `fact_sheet` every chart (the examples' too) comes with its key facts (facts.md).
     """
     prompts_dir = Path(prompts_dir)
     spec = load_type_prompt(prompts_dir, chart.chart_type)
@@ -111,6 +115,7 @@ def render_teacher_messages(
         "guidance": spec.guidance,
         "examples": [example_context(ex) for ex in examples],
         "chart": chart_context(chart, spec.name),
+        "facts": fact_lines(chart) if fact_sheet else [],
         "sections": SECTIONS,
         "markers": MARKERS,
         "purpose": PURPOSE,
@@ -132,7 +137,9 @@ def render_teacher_messages(
         shots: list[dict[str, Any]] = []
         for example in examples:
             example_chart = chart_context(example.chart, spec.name)
-            ask = {**values, **step, "chart": example_chart, "previous": {}, "repair": ""}
+            facts = fact_lines(example.chart) if fact_sheet else []
+            ask = {**values, **step, "chart": example_chart, "facts": facts}
+            ask.update(previous={}, repair="")
             shots += [
                 {"role": "user", "content": render_template(prompts_dir, "section.md", **ask)},
                 {"role": "assistant", "content": example.sections[section]},
@@ -145,6 +152,11 @@ def render_teacher_messages(
         raise PromptError(f"chart {chart.id}: unknown mode {mode!r} (expected single|stepwise)")
     system = render_template(prompts_dir, "teacher_system.md")
     return [{"role": "system", "content": system}, user_message(user, image_data_url)]
+
+
+def fact_lines(chart: ChartRecord) -> list[str]:
+    """The chart's key facts for facts.md, fence-safe (labels come from untrusted data)."""
+    return [fence_safe(fact) for fact in chart_facts(chart)]
 
 
 def _check_stepwise(
