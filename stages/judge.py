@@ -62,7 +62,8 @@ def main() -> None:
     except ValueError as exc:
         raise SystemExit(f"judge: {exc}") from exc
 
-    client = CachedClient(make_backend(params.llm), ResponseCache(paths.judge_cache / variant))
+    backend = make_backend(params.llm)
+    client = CachedClient(backend, ResponseCache(paths.judge_cache / variant))
     judgements = judge_pairs(
         inputs.charts,
         inputs.references,
@@ -78,6 +79,7 @@ def main() -> None:
         automatic_metrics(inputs.baseline, inputs.charts, inputs.references, eval_params),
         automatic_metrics(inputs.finetuned, inputs.charts, inputs.references, eval_params),
     )
+    summary["judge_dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; a server: None
     write_jsonl(paths.judgements / f"{variant}.jsonl", (j.to_dict() for j in judgements))
     write_json(paths.metrics / f"eval_{variant}.json", summary)
     write_csv(paths.plots / f"eval_{variant}.csv", win_rate_plot_rows(summary))

@@ -129,11 +129,12 @@ def test_load_student_names_a_missing_folder(tmp_path: Path) -> None:
 def test_embedded_student_text_logits_equal_smollm2(tmp_path: Path) -> None:
     import torch
 
-    from chartdistill.student.model import _load_gguf_text_model, build_base_student
+    from chartdistill.bundled import dequantise
+    from chartdistill.student.model import build_base_student
 
     out = build_base_student(StudentParams(), tmp_path / "base")
     student, processor = load_student(out)
-    reference = _load_gguf_text_model().eval()
+    reference = dequantise("float32").eval()
     ids = processor.tokenizer(
         "The bar chart compares the number of visitors to three museums.", return_tensors="pt"
     )["input_ids"]

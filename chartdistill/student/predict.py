@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from chartdistill.config import Section
+from chartdistill.device import DtypeName, resolve_dtype_name
 from chartdistill.student.generation import GenerationParams, generate_essays, load_for_inference
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ MODELS = ("baseline", "structured", "unstructured")
 
 
 class PredictParams(Section):
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    dtype: DtypeName = "auto"  # auto: bfloat16 where the hardware runs it natively, else float32
     limit: int | None = Field(default=None, ge=1)  # first N test charts only (None: all)
     generation: GenerationParams = GenerationParams()
 
@@ -54,10 +55,11 @@ def predict(
     params: PredictParams,
     model_name: str,
 ) -> list[dict[str, Any]]:
-    """One essay per test chart: {id, chart_type, text, seconds, model}."""
+    """One essay per test chart: {id, chart_type, text, seconds, model, dtype}."""
     if not rows:
         return []
-    model, processor = load_for_inference(base_dir, adapter_dir, params.dtype)
+    dtype = resolve_dtype_name(params.dtype)
+    model, processor = load_for_inference(base_dir, adapter_dir, dtype)
     outputs = generate_essays(
         model, processor, [r["image"] for r in rows], [prompt] * len(rows), params.generation
     )
@@ -68,6 +70,7 @@ def predict(
             "text": text,
             "seconds": round(seconds, 3),
             "model": model_name,
+            "dtype": dtype,
         }
         for row, (text, seconds) in zip(rows, outputs, strict=True)
     ]

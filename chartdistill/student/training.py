@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from chartdistill.config import Section
+from chartdistill.device import use_bf16
 from chartdistill.student.model import END_OF_UTTERANCE, save_student
 
 log = logging.getLogger(__name__)
@@ -221,21 +222,6 @@ def _answer_end(ids: list[int], answer: list[int], item: Any) -> int:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def use_bf16(setting: Literal["auto"] | bool) -> bool:
-    """bf16 autocast: as set, or 'auto' = when the GPU or the CPU (AVX512-BF16/AMX) supports it."""
-    import torch
-
-    if setting != "auto":
-        return bool(setting)
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def git_commit() -> str:
@@ -568,6 +554,7 @@ def _metrics(
         "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
         "trainable_params": int(trainable),
         "peak_rss_mib": peak_rss_mib(),
+        "dtype": "bfloat16" if trainer.args.bf16 else "float32",  # train.bf16 as resolved
     }
     if torch.cuda.is_available():
         metrics["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
