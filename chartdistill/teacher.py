@@ -43,19 +43,26 @@ class TeacherParams(Section):
     mode: Literal["single", "stepwise"] = "stepwise"
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    max_tokens: int = Field(default=700, ge=1)  # per call: a whole essay, or one section
+    max_tokens: int = Field(default=110, ge=1)  # per call: one section (~700 for a whole essay)
     seed: int = 0
     max_attempts: int = Field(default=2, ge=1)
     # Later attempts sample at this temperature, so a resample can differ from the first try.
     retry_temperature: float = Field(default=0.7, ge=0)
     # Show the failed attempt's reasons to the teacher on a retry (small models copy the hint
     # into the essay, so the embedded profile turns this off).
-    repair_hint: bool = True
+    repair_hint: bool = False
     # Stepwise: show the sections written so far (small models copy them instead of going on).
-    stepwise_context: bool = True
+    stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
-    validation: EssayBounds = EssayBounds()
+    # Lenient, for the bundled 135M teacher (EssayBounds' own defaults are the strict ones).
+    validation: EssayBounds = EssayBounds(
+        min_words=120,
+        max_words=400,
+        min_numbers=2,
+        min_grounded_fraction=0.6,
+        max_repeated_trigram_rate=0.2,
+    )
     prices: PriceTable = PriceTable()
 
 

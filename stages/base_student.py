@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chartdistill.config import load_paths, load_section
 from chartdistill.student.model import StudentParams, build_base_student
-from stages.common import setup
+from stages.common import run, setup
 
 
 def main() -> None:
@@ -13,4 +13,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -11,7 +11,7 @@ from chartdistill.data.chart2text import import_chart2text
 from chartdistill.data.records import save_records
 from chartdistill.data.synthetic import ChartsParams, generate_synthetic
 from chartdistill.io import write_json
-from stages.common import setup
+from stages.common import run, setup
 
 log = logging.getLogger("stages.charts")
 
@@ -46,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

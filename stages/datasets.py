@@ -16,7 +16,7 @@ from chartdistill.dataset.build import (
     write_variant,
 )
 from chartdistill.io import atomic_write_text, write_json
-from stages.common import setup
+from stages.common import run, setup
 
 log = logging.getLogger("stages.datasets")
 
@@ -55,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

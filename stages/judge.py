@@ -25,7 +25,7 @@ from chartdistill.evaluation.summary import (
 from chartdistill.io import write_json, write_jsonl
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
-from stages.common import setup
+from stages.common import run, setup
 
 log = logging.getLogger("stages.judge")
 
@@ -111,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

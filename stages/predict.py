@@ -9,7 +9,7 @@ from chartdistill.config import load_paths, load_section
 from chartdistill.io import write_jsonl
 from chartdistill.prompts.student import render_student_prompt
 from chartdistill.student.predict import PredictParams, check_model_name, load_test_split, predict
-from stages.common import setup
+from stages.common import run, setup
 
 log = logging.getLogger("stages.predict")
 
@@ -34,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -10,7 +10,7 @@ from chartdistill.io import write_json
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.teacher import TeacherParams, run_teacher
-from stages.common import setup
+from stages.common import run, setup
 
 log = logging.getLogger("stages.teach")
 
@@ -41,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

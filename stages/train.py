@@ -12,7 +12,7 @@ from chartdistill.essay.sections import VARIANTS
 from chartdistill.io import atomic_write_text, write_json
 from chartdistill.prompts.student import render_student_prompt
 from chartdistill.student.training import TrainParams, train_variant
-from stages.common import setup
+from stages.common import run, setup
 
 
 def main() -> None:
@@ -43,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

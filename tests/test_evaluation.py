@@ -290,7 +290,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         )
     monkeypatch.chdir(tmp_path)
     with StubServer(reply=stage_judge) as stub:
-        params = {
+        # Every stage validates all of params.yaml: start from the project's, override three.
+        params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+        params |= {
             "paths": {
                 "charts": "data/charts",
                 "teacher_cache": "data/teacher_cache",

@@ -29,7 +29,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 class ChartsParams(Section):
     source: Literal["synthetic", "chart2text"] = "synthetic"
-    seed: int = 0
+    seed: int = 1234
     counts: dict[ChartType, int] = {"bar": 8, "line": 8, "pie": 6, "table": 6}
     width: int = 448
     height: int = 336

@@ -25,7 +25,7 @@ from pydantic import Field
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
 from chartdistill.llm.cache import CachedClient
-from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
+from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
 from chartdistill.prompts.judge import render_judge_messages
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,11 @@ class JudgeParams(Section):
     """The judge endpoint and its sampling; `both_orders: false` halves the cost by asking one
     order per chart, alternating which candidate is shown first."""
 
-    llm: LLMParams = LLMParams(model="smollm2-135m-instruct")
+    llm: LLMParams = LLMParams(
+        model="smollm2-135m-instruct", embedded=EmbeddedParams(repetition_penalty=1.0)
+    )
     temperature: float = Field(default=0.0, ge=0)
-    max_tokens: int = Field(default=300, ge=1)
+    max_tokens: int = Field(default=160, ge=1)  # a verdict is ~100 tokens of JSON
     seed: int = 0
     both_orders: bool = True
 

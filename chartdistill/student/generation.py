@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class GenerationParams(Section):
-    max_new_tokens: int = 320
+    max_new_tokens: int = 256
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
