@@ -40,6 +40,8 @@ class PathsParams(Section):
     predictions: Path
     judge_cache: Path
     judgements: Path
+    ocr: Path
+    ocr_cache: Path
     metrics: Path
     plots: Path
     prompts: Path
@@ -92,6 +94,7 @@ SECTIONS: dict[str, str] = {
     "predict": "chartdistill.student.predict:PredictParams",
     "judge": "chartdistill.evaluation.judge:JudgeParams",
     "evaluation": "chartdistill.evaluation.summary:EvaluationParams",
+    "ocr": "chartdistill.ocr:OcrParams",
 }
 
 

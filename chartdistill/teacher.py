@@ -22,6 +22,7 @@ from pydantic import Field
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord
 from chartdistill.essay.sections import MARKERS, SECTIONS
+from chartdistill.essay.figures import teacher_figures
 from chartdistill.essay.text import EssayBounds, parse_sections, validate_essay
 from chartdistill.llm.cache import CachedClient
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
@@ -307,4 +308,8 @@ def run_teacher(
 ) -> tuple[list[EssayRecord], dict[str, Any]]:
     start = time.perf_counter()
     essays = Teacher(params, client, prompts_dir, charts_dir).write(charts)
-    return essays, teacher_metrics(essays, client, params.prices, time.perf_counter() - start)
+    metrics = teacher_metrics(essays, client, params.prices, time.perf_counter() - start)
+    # Per chart type, so `dvc metrics diff` shows which type a prompt edit moved.
+    metrics["figures"] = teacher_figures(essays, charts, params.validation.tolerance)
+    metrics["number_precision"] = number_precision(essays, charts, params.validation)
+    return essays, metrics

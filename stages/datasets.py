@@ -16,6 +16,7 @@ from chartdistill.dataset.build import (
     write_variant,
 )
 from chartdistill.io import atomic_write_text, write_json
+from chartdistill.ocr import OcrParams, drop_mismatched, load_ocr, ocr_texts
 from stages.common import run, setup
 
 log = logging.getLogger("stages.datasets")
@@ -32,8 +33,15 @@ def main() -> None:
     generation = {key: teacher[key] for key in GENERATION_KEYS}
     charts = {c.id: c for c in load_charts(paths.charts / "charts.jsonl")}
     essays = load_essays(paths.essays / "essays.jsonl")
+    total = len(essays)
+    # Charts whose image does not show their own title and labels never reach a dataset.
+    essays, mismatched = drop_mismatched(essays, paths.ocr / "rejects.jsonl")
+    hints = ocr_texts(
+        load_ocr(paths.ocr / "ocr.jsonl"), load_section("ocr", OcrParams).hint_max_chars
+    )
 
     examples, rejects, dedup = clean_essays(essays, charts, params)
+    rejects = [*mismatched, *rejects]
     leaks = leaked_pairs(examples, params)
     if leaks:
         raise SystemExit(f"datasets: test items near-duplicate train items: {leaks[:5]}")
@@ -42,10 +50,10 @@ def main() -> None:
             f"datasets: no training example left ({len(rejects)} rejected; reasons in "
             f"{paths.datasets / 'rejects.jsonl'})"
         )
-    metrics = dataset_metrics(examples, rejects, len(essays), dedup)
+    metrics = dataset_metrics(examples, rejects, total, dedup)
     for variant in VARIANTS:
         out = paths.datasets / variant
-        write_variant(examples, variant, paths.charts, out)
+        write_variant(examples, variant, paths.charts, out, hints)
         atomic_write_text(
             out / "README.md", render_card(variant, examples, metrics, rejects, generation)
         )

@@ -91,3 +91,24 @@ def test_ragged_or_empty_tables_fail_validation() -> None:
         ChartRecord(**base, columns=["a", "b"], rows=[])
     with pytest.raises(ValueError, match="non-numeric"):
         ChartRecord(**base, columns=["a", "b"], rows=[["x", "12%"]])
+
+
+def test_value_labels_share_changes_images_not_data(tmp_path: Path) -> None:
+    none, dir_a = _generate(tmp_path / "a", value_labels_share=0.0)
+    every, dir_b = _generate(tmp_path / "b", value_labels_share=1.0)
+    half, _ = _generate(tmp_path / "c", value_labels_share=0.5)
+    strip = [{**r.model_dump(), "provenance": {**r.provenance, "value_labels": None}} for r in none]
+    for other in (every, half):
+        assert strip == [
+            {**r.model_dump(), "provenance": {**r.provenance, "value_labels": None}} for r in other
+        ]
+    assert not any(r.provenance["value_labels"] for r in none)
+    labelled = [r.provenance["value_labels"] for r in every]
+    assert labelled == [r.chart_type in ("bar", "line") for r in every]
+    for a, b in zip(none, every, strict=True):
+        same = (dir_a / a.image).read_bytes() == (dir_b / b.image).read_bytes()
+        assert same == (a.chart_type in ("pie", "table"))
+    assert {r.provenance["value_labels"] for r in half if r.chart_type in ("bar", "line")} == {
+        True,
+        False,
+    }

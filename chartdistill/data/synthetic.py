@@ -2,7 +2,10 @@
 
 Every chart is drawn from `random.Random(f"{seed}:{chart_type}:{index}")`, so the same
 params give byte-identical images and tables, and adding charts of one type never changes
-the others.
+the others. A share of the bar and line charts (`value_labels_share`) prints each value on the
+chart, as Statista's charts do; the rest stay IELTS-style, with axes only (pie charts always
+print their percentages, tables their cells). That draw has its own random stream, so changing
+the share never changes any chart's data.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import random
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from chartdistill.config import Section
@@ -33,6 +36,7 @@ class ChartsParams(Section):
     counts: dict[ChartType, int] = {"bar": 8, "line": 8, "pie": 6, "table": 6}
     width: int = 448
     height: int = 336
+    value_labels_share: float = Field(default=0.5, ge=0, le=1)
     chart2text: Chart2TextParams = Chart2TextParams()
 
     @model_validator(mode="after")
@@ -138,8 +142,11 @@ def make_chart(rng: random.Random, chart_type: ChartType, chart_id: str) -> Char
     )
 
 
-def render_png(chart: ChartRecord, width: int, height: int) -> bytes:
-    """Draw the chart with matplotlib (Agg) and return deterministic PNG bytes."""
+def render_png(chart: ChartRecord, width: int, height: int, value_labels: bool = False) -> bytes:
+    """Draw the chart with matplotlib (Agg) and return deterministic PNG bytes.
+
+    `value_labels`: print each bar's or point's value on the chart (bar and line charts).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,6 +155,8 @@ def render_png(chart: ChartRecord, width: int, height: int) -> bytes:
     fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
     try:
         _DRAW[chart.chart_type](ax, chart)
+        if value_labels and chart.chart_type in _LABEL:
+            _LABEL[chart.chart_type](ax, chart)
         ax.set_title(chart.title, fontsize=8, wrap=True)
         fig.tight_layout()
         buf = io.BytesIO()
@@ -219,6 +228,42 @@ def _fmt(value: float | None) -> str:
 _DRAW = {"bar": _draw_bar, "line": _draw_line, "pie": _draw_pie, "table": _draw_table}
 
 
+def _label_bars(ax, chart: ChartRecord) -> None:
+    for container in ax.containers:
+        ax.bar_label(
+            container, labels=[_fmt(v) for v in container.datavalues], fontsize=6, padding=1
+        )
+    ax.margins(y=0.12)
+
+
+def _label_points(ax, chart: ChartRecord) -> None:
+    for j, line in enumerate(ax.get_lines()):
+        values = [row[j + 1] for row in chart.rows]
+        for x, value in zip(line.get_xdata(), values, strict=True):
+            if value is not None:
+                ax.annotate(
+                    _fmt(value),
+                    (x, value),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    fontsize=6,
+                    color=PALETTE[j],
+                )
+    ax.margins(y=0.12)
+
+
+_LABEL = {"bar": _label_bars, "line": _label_points}
+
+
+def has_value_labels(params: ChartsParams, chart_type: ChartType, index: int) -> bool:
+    """Whether this chart prints its values: drawn from its own stream, apart from its data."""
+    if chart_type not in _LABEL:
+        return False
+    draw = random.Random(f"{params.seed}:{chart_type}:{index}:value_labels").random()
+    return draw < params.value_labels_share
+
+
 def generate_synthetic(
     params: ChartsParams, out_dir: Path
 ) -> tuple[list[ChartRecord], list[Reject]]:
@@ -232,7 +277,9 @@ def generate_synthetic(
             chart = make_chart(
                 random.Random(f"{params.seed}:{chart_type}:{index}"), chart_type, chart_id
             )
-            png = render_png(chart, params.width, params.height)
+            labelled = has_value_labels(params, chart_type, index)
+            chart.provenance["value_labels"] = labelled
+            png = render_png(chart, params.width, params.height, value_labels=labelled)
         except Exception as exc:  # one broken chart must not sink the rest
             log.warning("chart %s skipped: %s", chart_id, exc)
             rejects.append(Reject(item=chart_id, reason="render_failed", detail=str(exc)))

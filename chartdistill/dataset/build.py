@@ -23,6 +23,7 @@ from chartdistill.data.records import ChartRecord, EssayRecord, Reject
 from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
 from chartdistill.essay.grounding import ground_numbers
 from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
+from chartdistill.essay.text import word_count
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _essay_problem(
     missing = [name for name in SECTIONS if not sections.get(name, "").strip()]
     if missing:
         return "missing_section", ",".join(missing)
-    words = len(render_unstructured(sections).split())
+    words = word_count(render_unstructured(sections))
     if words < params.min_words:
         return "too_short", f"{words} words < {params.min_words}"
     if words > params.max_words:
@@ -133,7 +134,7 @@ def clean_essays(
             rejects.append(Reject(item=unique[j].id, reason="near_duplicate", detail=detail))
 
     examples = [
-        Example(e, charts[e.id], assign_split(charts[e.id], params), len(texts[k].split()))
+        Example(e, charts[e.id], assign_split(charts[e.id], params), word_count(texts[k]))
         for k, e in enumerate(unique)
         if k not in dropped
     ]
@@ -151,9 +152,16 @@ def leaked_pairs(examples: list[Example], params: DatasetsParams) -> list[tuple[
     return [(test[i].chart.id, train[j - n].chart.id) for i, j, _ in pairs if i < n <= j]
 
 
-def variant_rows(examples: list[Example], variant: str, charts_dir: Path) -> dict[str, list[Any]]:
-    """Columns for one split of one variant; images embedded as PNG bytes."""
+def variant_rows(
+    examples: list[Example],
+    variant: str,
+    charts_dir: Path,
+    ocr_texts: dict[str, str] | None = None,
+) -> dict[str, list[Any]]:
+    """Columns for one split of one variant; images embedded as PNG bytes; `ocr_text` is the
+    text OCR read in the chart image, in reading order (empty without the ocr stage)."""
     render = VARIANTS[variant]
+    ocr_texts = ocr_texts or {}
     return {
         "id": [e.chart.id for e in examples],
         "chart_type": [e.chart.chart_type for e in examples],
@@ -164,6 +172,7 @@ def variant_rows(examples: list[Example], variant: str, charts_dir: Path) -> dic
         "text": [render(e.essay.sections or {}) for e in examples],
         "teacher_model": [e.essay.model for e in examples],
         "prompt_hash": [e.essay.prompt_hash for e in examples],
+        "ocr_text": [ocr_texts.get(e.chart.id, "") for e in examples],
     }
 
 
@@ -171,11 +180,17 @@ def dataset_features() -> Any:
     """The columns of every split parquet (the contract the training stage reads)."""
     from datasets import Features, Image, Value
 
-    strings = ("id", "chart_type", "title", "text", "teacher_model", "prompt_hash")
+    strings = ("id", "chart_type", "title", "text", "teacher_model", "prompt_hash", "ocr_text")
     return Features({**{name: Value("string") for name in strings}, "image": Image()})
 
 
-def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_dir: Path) -> None:
+def write_variant(
+    examples: list[Example],
+    variant: str,
+    charts_dir: Path,
+    out_dir: Path,
+    ocr_texts: dict[str, str] | None = None,
+) -> None:
     from datasets import Dataset
 
     features = dataset_features()
@@ -185,7 +200,7 @@ def write_variant(examples: list[Example], variant: str, charts_dir: Path, out_d
         if not part:  # an empty parquet split makes `load_dataset` fail for the whole folder
             log.warning("%s: the %s split is empty; no %s.parquet written", variant, split, split)
             continue
-        rows = variant_rows(part, variant, charts_dir)
+        rows = variant_rows(part, variant, charts_dir, ocr_texts)
         Dataset.from_dict(rows, features=features).to_parquet(str(out_dir / f"{split}.parquet"))
 
 

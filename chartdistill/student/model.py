@@ -92,6 +92,9 @@ class StudentParams(Section):
                 "so the base model is pinned"
             )
         patches = self.vision.image_size // self.vision.patch_size
+    # Put the chart's OCR text (ocr stage) in the student's prompt, in training and prediction.
+    # Not part of the base model: only train and predict read it.
+    ocr_hint: bool = True
         if patches % self.scale_factor:
             raise ValueError(
                 f"scale_factor {self.scale_factor} must divide the {patches} patches per side "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ def load_test_split(path: Path, limit: int | None) -> list[dict[str, Any]]:
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: test split not found (run the datasets stage)")
-    rows = pq.read_table(path, columns=["id", "chart_type", "title", "image"]).to_pylist()
+    wanted = ["id", "chart_type", "title", "image", "ocr_text"]  # ocr_text: the OCR hint
+    names = set(pq.read_schema(path).names)
+    rows = pq.read_table(path, columns=[c for c in wanted if c in names]).to_pylist()
     rows = rows[:limit] if limit else rows
     for row in rows:
         try:
@@ -51,7 +54,7 @@ def predict(
     rows: list[dict[str, Any]],
     base_dir: Path,
     adapter_dir: Path | None,
-    prompt: str,
+    prompt: str | Callable[[dict[str, Any]], str],
     params: PredictParams,
     model_name: str,
 ) -> list[dict[str, Any]]:
@@ -61,7 +64,11 @@ def predict(
     dtype = resolve_dtype_name(params.dtype)
     model, processor = load_for_inference(base_dir, adapter_dir, dtype)
     outputs = generate_essays(
-        model, processor, [r["image"] for r in rows], [prompt] * len(rows), params.generation
+        model,
+        processor,
+        [r["image"] for r in rows],
+        [prompt(r) if callable(prompt) else prompt for r in rows],
+        params.generation,
     )
     return [
         {
