@@ -12,19 +12,20 @@ import sys
 from chartdistill.config import load_paths, load_section
 from chartdistill.data.records import load_charts, load_essays
 from chartdistill.essay.sections import VARIANTS
-from chartdistill.evaluation.judge import JudgeParams, judge_pairs
+from chartdistill.evaluation.judge import JudgeParams, judge_backend, judge_pairs
+from chartdistill.evaluation.known_answer import JUDGE_CHECK_METRICS
 from chartdistill.evaluation.summary import (
+    PLOT_FIELDS,
     EvaluationParams,
     automatic_metrics,
     eval_summary,
+    length_differences,
     load_predictions,
     match_inputs,
     win_rate_plot_rows,
-    write_csv,
 )
-from chartdistill.io import write_json, write_jsonl
+from chartdistill.io import read_json, write_csv, write_json, write_jsonl
 from chartdistill.llm.cache import CachedClient, ResponseCache
-from chartdistill.llm.factory import make_backend
 from stages.common import run, setup
 
 log = logging.getLogger("stages.judge")
@@ -62,7 +63,11 @@ def main() -> None:
     except ValueError as exc:
         raise SystemExit(f"judge: {exc}") from exc
 
-    backend = make_backend(params.llm)
+    check_path = paths.metrics / JUDGE_CHECK_METRICS
+    if not check_path.is_file():
+        raise SystemExit(f"judge: {check_path} not found (run the judge_check stage first)")
+    judge_check = read_json(check_path)
+    backend = judge_backend(params, paths.prompts)
     client = CachedClient(backend, ResponseCache(paths.judge_cache / variant))
     judgements = judge_pairs(
         inputs.charts,
@@ -78,28 +83,39 @@ def main() -> None:
         automatic_metrics(inputs.references, inputs.charts, None, eval_params),
         automatic_metrics(inputs.baseline, inputs.charts, inputs.references, eval_params),
         automatic_metrics(inputs.finetuned, inputs.charts, inputs.references, eval_params),
+        length_differences(inputs),
+        eval_params,
+        judge_check,
     )
     summary["judge_dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; a server: None
+    summary["judge_tokens"] = client.stats.token_counts()  # prompt vs prefilled, generated
     write_jsonl(paths.judgements / f"{variant}.jsonl", (j.to_dict() for j in judgements))
     write_json(paths.metrics / f"eval_{variant}.json", summary)
-    write_csv(paths.plots / f"eval_{variant}.csv", win_rate_plot_rows(summary))
-    ci = summary["score_ci95"]
+    write_csv(paths.plots / f"eval_{variant}.csv", win_rate_plot_rows(summary), PLOT_FIELDS)
     log.info(
-        "%s vs baseline: %d wins, %d ties, %d losses of %d judged (score %.3f, 95%% CI "
-        "%.3f-%.3f); %d judge failures, %d single-order; %d requests, %d cache hits",
+        "%s vs baseline: %d wins, %d ties, %d losses of %d judged; expected win rate %s "
+        "(95%% CI %s), length-controlled %s (95%% CI %s); %d judge failures; %d requests, "
+        "%d cache hits",
         variant,
         summary["wins"],
         summary["ties"],
         summary["losses"],
         summary["n"],
-        summary["score"],
-        ci["low"],
-        ci["high"],
+        summary["expected_win_rate"],
+        summary["expected_win_rate_ci95"],
+        summary["lc_win_rate"],
+        summary["lc_win_rate_ci95"],
         summary["judge_failures"],
-        summary["single_order"],
         client.requests_sent,
         client.cache_hits,
     )
+    check = summary.get("judge_check", {})
+    if not check.get("reliable"):
+        log.warning(
+            "judge: accuracy on known-answer pairs %s is below judge.known_answer.min_accuracy: "
+            "these win rates cannot be trusted",
+            check.get("accuracy"),
+        )
     if summary["n"] == 0:
         # The automatic metrics still stand, so the outputs are written and the stage passes;
         # the metrics file says n: 0 and counts every chart as a judge failure.

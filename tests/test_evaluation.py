@@ -1,9 +1,11 @@
-"""Evaluation: inputs, automatic metric means, the eval metrics file with Wilson intervals, and
-the `judge` stage end to end against a stub judge server."""
+"""Evaluation: inputs, automatic metric means, win rates (raw, expected, length-controlled) with
+bootstrap intervals, known-answer pairs, and the `judge_check` and `judge` stages end to end
+against a stub judge server."""
 
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from chartdistill.essay.sections import render_structured, render_unstructured
 from chartdistill.essay.text import EssayBounds
 from chartdistill.evaluation.judge import OrderVerdict, PairJudgement
 from chartdistill.evaluation.summary import (
+    PLOT_FIELDS,
     EvaluationParams,
     Prediction,
     automatic_metrics,
@@ -27,9 +30,9 @@ from chartdistill.evaluation.summary import (
     mean_metrics,
     outcome_stats,
     win_rate_plot_rows,
-    write_csv,
 )
-from chartdistill.io import read_json, read_jsonl, write_jsonl
+from chartdistill.evaluation.winrate import PairScore, fit_logistic, spread, win_rates
+from chartdistill.io import read_json, read_jsonl, write_csv, write_jsonl
 from tests.fake_teacher import judge_reply
 from tests.stub_server import StubServer
 from tests.test_essays import CHART, GOOD
@@ -75,25 +78,66 @@ def test_params_have_one_tolerance() -> None:
         parse_section("evaluation", EvaluationParams, {"bounds": {"min_word": 10}})
 
 
-# --------------------------------------------------------------------------- wilson, summary
+# --------------------------------------------------------------------------- win rates, summary
 
 
-def test_win_tie_loss_with_wilson_intervals() -> None:
+def test_win_tie_loss_with_bootstrap_intervals() -> None:
     outcomes = ["finetuned"] * 6 + ["tie"] * 2 + ["baseline"] * 2 + [None]
     stats = outcome_stats([judgement(i, o) for i, o in enumerate(outcomes)])
     assert (stats["charts"], stats["n"], stats["judge_failures"]) == (11, 10, 1)
     assert (stats["wins"], stats["ties"], stats["losses"]) == (6, 2, 2)
     assert (stats["win_rate"], stats["tie_rate"], stats["loss_rate"]) == (0.6, 0.2, 0.2)
-    # Wilson 95 % for 6/10 and for (6 + 0.5 * 2)/10, worked by hand.
-    assert stats["win_rate_ci95"] == {"low": 0.3127, "high": 0.8318}
     assert stats["score"] == 0.7
-    assert stats["score_ci95"] == {"low": 0.3968, "high": 0.8922}
+    # One-hot verdicts: the expected win rate is the score; no length signal: LC = raw.
+    assert stats["expected_win_rate"] == 0.7
+    assert stats["lc_win_rate"] == pytest.approx(0.7, abs=1e-3)
+    for name in ("win_rate", "score", "expected_win_rate", "lc_win_rate"):
+        ci = stats[f"{name}_ci95"]
+        assert 0 <= ci["low"] < stats[name] < ci["high"] <= 1, name
+    # Percentile bootstrap of 6/10 wins: roughly 0.3 to 0.9.
+    assert 0.2 <= stats["win_rate_ci95"]["low"] <= 0.4
+    assert 0.8 <= stats["win_rate_ci95"]["high"] <= 0.9
+    assert outcome_stats([judgement(i, o) for i, o in enumerate(outcomes)]) == stats  # seeded
 
 
-def test_no_usable_verdicts_gives_an_uninformative_interval() -> None:
+def test_no_usable_verdicts_is_a_counted_failure_not_a_zero() -> None:
     stats = outcome_stats([judgement(1, None)])
-    assert stats["n"] == 0 and stats["win_rate"] == 0.0
-    assert stats["win_rate_ci95"] == {"low": 0.0, "high": 1.0}
+    assert stats["n"] == 0 and stats["judge_failures"] == 1
+    assert stats["win_rate"] is None and stats["win_rate_ci95"] is None
+    assert stats["lc_win_rate"] is None and stats["expected_win_rate"] is None
+
+
+def pair(n: int, expected: float, diff: float) -> PairScore:
+    outcome = "finetuned" if expected > 0.5 else "baseline" if expected < 0.5 else "tie"
+    return PairScore(f"c{n}", "bar", outcome, expected, diff)
+
+
+def test_length_controlled_rate_removes_a_pure_length_preference() -> None:
+    """A judge that always prefers the longer essay, and a fine-tuned student that is longer
+    on 8 of 10 charts: the raw win rate is 0.8, the length-controlled one moves towards 0.5."""
+    diffs = [40, 55, 30, 70, 25, 60, 45, 35, -50, -30]
+    pairs = [pair(n, 1.0 if d > 0 else 0.0, d) for n, d in enumerate(diffs)]
+    rates = win_rates(pairs, spread(diffs), ridge=0.1, samples=200, seed=0)
+    assert rates["win_rate"] == 0.8 and rates["expected_win_rate"] == 0.8
+    # Length alone separates the verdicts, so the slope is held finite only by the ridge and
+    # the intercept does not reach 0 exactly; it moves most of the way.
+    assert 0.5 < rates["lc_win_rate"] < 0.7
+    assert rates["lc_win_rate_ci95"]["low"] < rates["lc_win_rate"]
+
+
+def test_length_controlled_rate_keeps_a_real_preference() -> None:
+    """Wins that do not follow length are left alone: LC stays near the raw rate."""
+    diffs = [40, -40, 30, -30, 20, -20, 10, -10, 5, -5]
+    pairs = [pair(n, 1.0 if n < 8 else 0.0, d) for n, d in enumerate(diffs)]
+    rates = win_rates(pairs, spread(diffs), ridge=0.1, samples=0, seed=0)
+    assert rates["win_rate"] == 0.8
+    assert rates["lc_win_rate"] == pytest.approx(0.8, abs=0.05)
+    assert rates["lc_win_rate_ci95"] is None  # no resamples asked for
+
+
+def test_fit_logistic_soft_labels() -> None:
+    theta, phi = fit_logistic([0.7] * 5, [0.0] * 5, ridge=1.0)
+    assert phi == 0.0 and 1 / (1 + math.exp(-theta)) == pytest.approx(0.7, abs=1e-3)
 
 
 def test_summary_per_chart_type_bands_and_auto() -> None:
@@ -113,7 +157,8 @@ def test_summary_per_chart_type_bands_and_auto() -> None:
     assert list(summary["per_type"]) == ["bar", "line", "pie"]
     line = summary["per_type"]["line"]
     assert (line["n"], line["wins"], line["losses"], line["single_order"]) == (3, 2, 1, 1)
-    assert line["win_rate"] == 0.6667 and line["win_rate_ci95"] == {"low": 0.2077, "high": 0.9385}
+    assert line["win_rate"] == 0.6667
+    assert line["win_rate_ci95"]["low"] <= 0.6667 <= line["win_rate_ci95"]["high"]
     bar = summary["per_type"]["bar"]
     assert (bar["n"], bar["ties"], bar["judge_failures"], bar["score"]) == (1, 1, 1, 0.5)
     assert summary["n"] == 5 and summary["wins"] == 3 and summary["judge_failures"] == 1
@@ -159,13 +204,14 @@ def test_position_stats() -> None:
         "decisive_verdicts": 2,
         "first_position_rate": 1.0,
         "orders_compared": 1,
-        "order_disagreement_rate": 1.0,
+        "position_consistency": 0.0,
     }
 
 
 def test_plot_csv(tmp_path: Path) -> None:
     path = tmp_path / "plots" / "eval.csv"
-    write_csv(path, [{"chart_type": "bar", "win_rate": 0.5, "tie_rate": 0.25, "loss_rate": 0.25}])
+    row = {"chart_type": "bar", "win_rate": 0.5, "tie_rate": 0.25, "loss_rate": 0.25}
+    write_csv(path, [row], PLOT_FIELDS)
     assert path.read_text() == "chart_type,win_rate,tie_rate,loss_rate\nbar,0.5,0.25,0.25\n"
 
 
@@ -292,22 +338,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with StubServer(reply=stage_judge) as stub:
         # Every stage validates all of params.yaml: start from the project's, override three.
         params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+        known = {"pairs": 2, "kinds": ["overview_dropped", "looped_sentence"], "min_accuracy": 0.7}
         params |= {
-            "paths": {
-                "charts": "data/charts",
-                "teacher_cache": "data/teacher_cache",
-                "essays": "data/essays",
-                "datasets": "data/datasets",
-                "base_model": "models/base",
-                "models": "models",
-                "checkpoints": "checkpoints",
-                "predictions": "data/predictions",
-                "judge_cache": "data/judge_cache",
-                "judgements": "data/judgements",
-                "metrics": "metrics",
-                "plots": "plots",
-                "prompts": "prompts",
-            },
             "judge": {
                 "llm": {
                     "base_url": stub.base_url,
@@ -316,6 +348,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                     "api_key_env": "CHARTDISTILL_TEST_KEY",
                 },
                 "max_tokens": 200,
+                "known_answer": known,
             },
             "evaluation": {"bounds": {"min_words": 150, "max_words": 300}, "tolerance": 0.02},
         }
@@ -331,8 +364,40 @@ def run_stage(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
     stage.main()
 
 
+def run_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages import judge_check
+
+    monkeypatch.setattr(sys, "argv", ["stages.judge_check"])
+    judge_check.main()
+
+
+def test_judge_check_stage_measures_the_judge_on_known_answers(project, monkeypatch) -> None:
+    root, stub = project
+    run_check(monkeypatch)
+    # The stub prefers the essay with more digits, so a looped sentence with a figure in it
+    # fools it; its accuracy is whatever it is: the shape is what is checked here.
+    check = read_json(root / "metrics/judge.json")
+    assert check["pairs"] == 2 and check["n"] + check["judge_failures"] == 2
+    assert set(check["per_kind"]) == {"overview_dropped", "looped_sentence"}
+    assert check["reliable"] == (check["accuracy"] is not None and check["accuracy"] >= 0.7)
+    assert check["same_model_as_teacher"] is False  # a stub server vs the embedded teacher
+    assert_no_lists(check)
+    records = list(read_jsonl(root / "data/judgements/known_answer.jsonl"))
+    assert [r["kind"] for r in records] == ["overview_dropped", "looped_sentence"]
+    assert all(r["id"].endswith(":" + r["kind"]) for r in records)
+    # No reference essay in known-answer prompts: the intact essay would be the reference.
+    assert all(
+        "<reference_essay>" not in m["content"]
+        for r in stub.chat_requests
+        for m in r.body["messages"]
+    )
+    assert len(stub.chat_requests) == 4  # two pairs, both orders
+
+
 def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
     root, stub = project
+    run_check(monkeypatch)
+    stub.reset_log()
     run_stage(monkeypatch, "structured")
     # line-1's two essays are identical, so both orders are the same prompt: sent once.
     assert len(stub.chat_requests) == 5
@@ -348,7 +413,11 @@ def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
 
     metrics = read_json(root / "metrics/eval_structured.json")
     assert (metrics["n"], metrics["wins"], metrics["ties"], metrics["losses"]) == (3, 2, 1, 0)
-    assert metrics["score"] == round(2.5 / 3, 4)
+    assert metrics["score"] == round(2.5 / 3, 4) == metrics["expected_win_rate"]
+    assert metrics["judge_check"] == {
+        k: read_json(root / "metrics/judge.json")[k] for k in metrics["judge_check"]
+    }
+    assert metrics["auto_per_type"]["line"]["finetuned"]["n"] == 1
     assert metrics["per_type"]["line"]["ties"] == 1
     auto = metrics["auto"]
     assert auto["teacher"]["structure_compliance_rate"] == 1.0
@@ -372,6 +441,10 @@ def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
 
 def test_stage_validates_variant_and_inputs(project, monkeypatch) -> None:
     root, stub = project
+    with pytest.raises(SystemExit, match="judge.json not found"):
+        run_stage(monkeypatch, "structured")
+    run_check(monkeypatch)
+    stub.reset_log()
     with pytest.raises(SystemExit, match="usage: python -m stages.judge <structured|unstructured>"):
         run_stage(monkeypatch, "plain")
     with pytest.raises(SystemExit, match="usage"):
@@ -382,16 +455,19 @@ def test_stage_validates_variant_and_inputs(project, monkeypatch) -> None:
     with pytest.raises(SystemExit, match="holds no test predictions"):
         run_stage(monkeypatch, "structured")
     assert stub.chat_requests == []
-    assert not (root / "metrics").exists()
+    assert not (root / "metrics/eval_structured.json").exists()
 
 
 def test_stage_records_judge_failures_without_failing(project, monkeypatch, caplog) -> None:
     root, stub = project
     stub.reply = lambda body: "The chart data, the reference essay and the two essays are:"
+    run_check(monkeypatch)
     run_stage(monkeypatch, "structured")
     metrics = read_json(root / "metrics/eval_structured.json")
     assert (metrics["n"], metrics["judge_failures"], metrics["charts"]) == (0, 3, 3)
-    assert metrics["win_rate_ci95"] == {"low": 0.0, "high": 1.0}
+    assert metrics["failure_reasons"] == {"no_json": 6}
+    assert metrics["win_rate"] is None and metrics["win_rate_ci95"] is None
+    assert metrics["judge_check"]["accuracy"] is None and not metrics["judge_check"]["reliable"]
     assert metrics["auto"]["finetuned"]["n"] == 3
     records = list(read_jsonl(root / "data/judgements/structured.jsonl"))
     assert all(r["outcome"] is None and "no_json" in r["error"] for r in records)

@@ -6,18 +6,15 @@ import pytest
 
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.sections import render_structured, render_unstructured
-from chartdistill.essay.text import EssayBounds
+from chartdistill.essay.text import EssayBounds, essay_body, is_question_list, parse_sections
 from chartdistill.evaluation.metrics import (
     essay_metrics,
     key_value_recall,
     key_values,
-    numeric_precision,
     off_task,
     repeated_ngram_rate,
     rouge_l,
     structure_compliance,
-    wilson_interval,
-    within_word_bounds,
     word_count,
 )
 from tests.test_essays import CHART, GOOD
@@ -33,6 +30,11 @@ LINE = ChartRecord.model_validate(
         "source": "synthetic",
     }
 )
+
+
+def numeric_precision(text: str, chart: ChartRecord, tolerance: float) -> float | None:
+    bounds = EssayBounds(tolerance=tolerance)
+    return essay_metrics(text, chart, None, bounds)["numeric_precision"]  # type: ignore[return-value]
 
 
 def test_numeric_precision() -> None:
@@ -62,26 +64,30 @@ def test_key_value_recall() -> None:
 
 
 def test_structure_compliance() -> None:
-    assert structure_compliance(render_structured(GOOD))
-    assert structure_compliance("<analysis>plan</analysis>\n" + render_structured(GOOD))
-    assert not structure_compliance(render_unstructured(GOOD))  # no markers
+    def compliant(text: str) -> bool:
+        return structure_compliance(parse_sections(text))
+
+    assert compliant(render_structured(GOOD))
+    assert compliant("<analysis>plan</analysis>\n" + render_structured(GOOD))
+    assert not compliant(render_unstructured(GOOD))  # no markers
     swapped = (
         render_structured(GOOD)
         .replace("Introduction:", "TMP")
         .replace("Overview:", "Introduction:")
     )
-    assert not structure_compliance(swapped.replace("TMP", "Overview:"))
+    assert not compliant(swapped.replace("TMP", "Overview:"))
     dropped = render_structured({**GOOD}).split("Overview:")[0]
-    assert not structure_compliance(dropped)
+    assert not compliant(dropped)
 
 
-def test_word_bounds() -> None:
+def test_word_count_and_bounds() -> None:
     assert word_count("Spain had 46.4 million visitors.") == 5
-    assert within_word_bounds("one two three", 3, 3)
-    assert not within_word_bounds("one two three", 4, 10)
-    assert not within_word_bounds("one two three", 1, 2)
-    with pytest.raises(ValueError, match="reversed"):
-        within_word_bounds("x", 5, 1)
+    text = render_structured(GOOD)
+    n = word_count(essay_body(text))  # markers are not words of the essay
+    assert n < word_count(text)
+    for lo, hi, inside in ((n, n, True), (n + 1, n + 9, False), (n - 9, n - 1, False)):
+        bounds = EssayBounds(min_words=lo, max_words=hi)
+        assert essay_metrics(text, CHART, None, bounds)["within_word_bounds"] is inside
 
 
 def test_repeated_ngram_rate_reexported() -> None:
@@ -89,15 +95,25 @@ def test_repeated_ngram_rate_reexported() -> None:
 
 
 def test_off_task() -> None:
-    assert off_task("") == "empty"
-    assert off_task("<analysis>only thinking</analysis>") == "empty"
-    assert off_task("What does the chart show? Which year was highest? Why?") == "question_list"
+    def why(text: str) -> str | None:
+        return off_task(essay_body(text))
+
+    assert why("") == "empty"
+    assert why("<analysis>only thinking</analysis>") == "empty"
+    assert why("What does the chart show? Which year was highest? Why?") == "question_list"
     listed = "- Spain: 46.4\n- Italy: 41.2\n- Spain 2020: 19"
-    assert off_task(listed) == "list_format"
-    assert off_task("| Year | Spain |\n| 2000 | 46.4 |") == "list_format"
-    assert off_task("The chart shows tourist arrivals in Spain and Italy.") == "one_liner"
-    assert off_task(render_structured(GOOD)) is None
-    assert off_task(render_unstructured(GOOD)) is None
+    assert why(listed) == "list_format"
+    assert why("| Year | Spain |\n| 2000 | 46.4 |") == "list_format"
+    assert why("The chart shows tourist arrivals in Spain and Italy.") == "one_liner"
+    assert why(render_structured(GOOD)) is None
+    assert why(render_unstructured(GOOD)) is None
+
+
+def test_off_task_and_validation_share_one_question_list_rule() -> None:
+    # Two questions in an otherwise long essay: a question list for both (one definition).
+    text = render_unstructured(GOOD) + "\n\nWhy did it rise? What came next?"
+    assert is_question_list(essay_body(text))
+    assert off_task(essay_body(text)) == "question_list"
 
 
 def test_rouge_l() -> None:
@@ -108,31 +124,6 @@ def test_rouge_l() -> None:
     assert rouge_l("a b c d", "a x b d y") == pytest.approx(2 * 0.75 * 0.6 / 1.35)
     assert rouge_l("", "anything") == 0.0
     assert rouge_l("nothing shared", "entirely different") == 0.0
-
-
-@pytest.mark.parametrize(
-    ("successes", "n", "expected"),
-    [
-        (8, 10, (0.490, 0.943)),
-        (0, 10, (0.0, 0.278)),
-        (10, 10, (0.722, 1.0)),
-        (50, 100, (0.404, 0.596)),
-        (5.5, 10, (0.274, 0.799)),  # a tie counted as half a win
-    ],
-)
-def test_wilson_interval(successes: float, n: int, expected: tuple[float, float]) -> None:
-    low, high = wilson_interval(successes, n)
-    assert (round(low, 3), round(high, 3)) == expected
-
-
-def test_wilson_interval_edges() -> None:
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-    low, high = wilson_interval(8, 10, z=1.0)
-    assert 0.490 < low < 0.8 < high < 0.943
-    with pytest.raises(ValueError, match="successes"):
-        wilson_interval(11, 10)
-    with pytest.raises(ValueError, match="n must be"):
-        wilson_interval(0, -1)
 
 
 def test_essay_metrics_for_a_good_structured_essay() -> None:

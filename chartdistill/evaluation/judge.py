@@ -8,7 +8,15 @@ student as essay A (MT-Bench style): the two verdicts are mapped back to "baseli
 judge's preference for a position, and it also blunts prompt injection: an essay that tells a
 naive judge to "answer A" wins in one order only, which makes a tie, never a win.
 
-A reply that cannot be parsed is an error recorded beside the raw text, never a crash.
+A verdict is read from token probabilities where the backend offers them: the embedded judge
+scores the allowed verdicts ("A", "B", "tie") at the verdict position (chartdistill.llm.scoring),
+so every pair gets a verdict and no free text is parsed. Each order then gives a distribution
+over the candidates; their mean over both orders is the debiased probability that the
+fine-tuned essay is better (G-Eval-style expectation), kept beside the hard MT-Bench outcome.
+A parsed JSON reply gives a one-hot distribution.
+
+A reply that cannot be parsed is an error recorded beside the raw text, never a crash; it is a
+counted judge failure, never a 0 or NaN in a rate.
 """
 
 from __future__ import annotations
@@ -24,13 +32,27 @@ from pydantic import Field
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
+from chartdistill.essay.text import clean_prose
+from chartdistill.evaluation.known_answer import (
+    CORRUPTION_KINDS,
+    CorruptionKind,
+    KnownAnswerPair,
+)
 from chartdistill.llm.cache import CachedClient
-from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
-from chartdistill.prompts.judge import render_judge_messages
+from chartdistill.llm.factory import make_backend
+from chartdistill.llm.types import (
+    ChatBackend,
+    ChatRequest,
+    ChatResult,
+    EmbeddedParams,
+    LLMParams,
+)
+from chartdistill.prompts.judge import judge_answer_prefix, render_judge_messages
 
 log = logging.getLogger(__name__)
 
 Letter = Literal["A", "B", "tie"]
+LETTERS: tuple[Letter, ...] = ("A", "B", "tie")
 Outcome = Literal["finetuned", "baseline", "tie"]
 Side = Literal["baseline", "finetuned"]
 
@@ -42,6 +64,7 @@ CRITERIA: tuple[str, ...] = (
 )
 BAND_MIN, BAND_MAX = 0.0, 9.0
 SIDES: tuple[Side, ...] = ("baseline", "finetuned")
+OUTCOMES: tuple[Outcome, ...] = ("finetuned", "tie", "baseline")
 
 # Which candidate is essay A in each order; essay B is the other one.
 ORDER_A: dict[int, Side] = {1: "baseline", 2: "finetuned"}
@@ -58,9 +81,25 @@ _WINNER_ALIASES: dict[str, Letter] = {
 _FENCE_OPEN = re.compile(r"```[a-zA-Z]*")
 
 
+class KnownAnswerParams(Section):
+    """Known-answer pairs (chartdistill.evaluation.known_answer): the teacher essay of a test
+    chart against a corrupted copy. `pairs` is the total number judged (both orders each), the
+    kinds taken in turn over the test charts; the evaluation is flagged unreliable when the
+    judge's accuracy on them is below `min_accuracy`."""
+
+    pairs: int = Field(default=5, ge=0)
+    kinds: tuple[CorruptionKind, ...] = CORRUPTION_KINDS
+    min_accuracy: float = Field(default=0.7, ge=0, le=1)
+    seed: int = 0
+
+
 class JudgeParams(Section):
     """The judge endpoint and its sampling; `both_orders: false` halves the cost by asking one
-    order per chart, alternating which candidate is shown first."""
+    order per chart, alternating which candidate is shown first.
+
+    `verdict`: "auto" reads the verdict from token probabilities where the backend offers them
+    (the embedded model: a constrained choice among A, B and tie, nothing generated), else
+    parses the JSON reply; "reply" always parses the generated reply."""
 
     llm: LLMParams = LLMParams(
         model="smollm2-135m-instruct", embedded=EmbeddedParams(repetition_penalty=1.0)
@@ -69,17 +108,21 @@ class JudgeParams(Section):
     max_tokens: int = Field(default=160, ge=1)  # a verdict is ~100 tokens of JSON
     seed: int = 0
     both_orders: bool = True
+    verdict: Literal["auto", "reply"] = "auto"
+    known_answer: KnownAnswerParams = KnownAnswerParams()
 
 
 @dataclass
 class Verdict:
-    """One parsed judge reply. `winner` is None exactly when `error` is set."""
+    """One parsed judge reply. `winner` is None exactly when `error` is set; `probabilities`
+    (A, B, tie; summing to 1) come from token scores, or are one-hot on the parsed winner."""
 
     winner: Letter | None
     bands: dict[str, dict[str, float]] = field(default_factory=dict)  # "A"/"B" -> criterion
     reason: str = ""
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # bands dropped or clamped
+    probabilities: dict[str, float] = field(default_factory=dict)
 
 
 def _first_json_object(text: str) -> dict[str, Any] | None:
@@ -166,7 +209,23 @@ def parse_verdict(text: str | None) -> Verdict:
     if winner is None:
         notes.append(f"winner {raw_winner!r:.40} is not A, B or tie")
         return Verdict(None, bands, reason, "bad_verdict", notes)
-    return Verdict(winner, bands, reason, None, notes)
+    probabilities = _parse_probabilities(data.get("probabilities"), notes)
+    if not probabilities:
+        probabilities = {letter: float(letter == winner) for letter in LETTERS}
+    return Verdict(winner, bands, reason, None, notes, probabilities)
+
+
+def _parse_probabilities(raw: Any, notes: list[str]) -> dict[str, float]:
+    """A, B and tie probabilities (token scores), renormalised; {} when absent or unusable."""
+    if raw is None:
+        return {}
+    values = [_band(raw.get(letter)) if isinstance(raw, dict) else None for letter in LETTERS]
+    numbers = [v for v in values if v is not None and v >= 0]
+    if len(numbers) != len(LETTERS) or sum(numbers) <= 0:
+        notes.append("probabilities unusable; the verdict counts as one-hot")
+        return {}
+    total = sum(numbers)
+    return {letter: v / total for letter, v in zip(LETTERS, numbers, strict=True)}
 
 
 def map_letter(letter: Letter | None, order: int) -> Outcome | None:
@@ -205,6 +264,7 @@ class OrderVerdict:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     cached: bool = False
+    probabilities: dict[str, float] = field(default_factory=dict)  # by candidate and "tie"
 
     @property
     def ok(self) -> bool:
@@ -217,7 +277,10 @@ class PairJudgement:
 
     outcome: both orders agree -> that; they disagree -> "tie"; one order failed (or only one
     was asked) -> the other's outcome with `single_order` set; none usable -> None, `error` set.
-    `bands` averages each candidate's bands over the usable orders.
+    `bands` averages each candidate's bands over the usable orders. `probabilities` is the mean
+    over the usable orders of each order's distribution over "finetuned", "tie" and "baseline"
+    (position bias cancels when both orders are asked); `expected_score` = P(finetuned) +
+    0.5 P(tie), the G-Eval-style expected verdict. Both are None exactly when `outcome` is.
     """
 
     id: str
@@ -228,6 +291,8 @@ class PairJudgement:
     verdicts: list[OrderVerdict]
     bands: dict[str, dict[str, float]]
     error: str | None = None
+    probabilities: dict[str, float] | None = None
+    expected_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,6 +313,7 @@ def combine(chart: ChartRecord, verdicts: list[OrderVerdict]) -> PairJudgement:
     else:
         agree = len({v.outcome for v in usable}) == 1
         outcome = usable[0].outcome if agree else "tie"
+    probabilities = _mean_probabilities(usable)
     return PairJudgement(
         id=chart.id,
         chart_type=chart.chart_type,
@@ -257,7 +323,27 @@ def combine(chart: ChartRecord, verdicts: list[OrderVerdict]) -> PairJudgement:
         verdicts=verdicts,
         bands=_mean_bands(usable),
         error=error,
+        probabilities=probabilities,
+        expected_score=(
+            None
+            if probabilities is None
+            else round(probabilities["finetuned"] + 0.5 * probabilities["tie"], 6)
+        ),
     )
+
+
+def _mean_probabilities(verdicts: list[OrderVerdict]) -> dict[str, float] | None:
+    if not verdicts:
+        return None
+    return {
+        key: round(sum(v.probabilities.get(key, 0.0) for v in verdicts) / len(verdicts), 6)
+        for key in OUTCOMES
+    }
+
+
+def map_probabilities(probabilities: dict[str, float], order: int) -> dict[str, float]:
+    """Letter probabilities (A, B, tie) keyed by the candidate each letter names in `order`."""
+    return {map_letter(letter, order): p for letter, p in probabilities.items()}  # type: ignore
 
 
 def _mean_bands(verdicts: list[OrderVerdict]) -> dict[str, dict[str, float]]:
@@ -298,6 +384,7 @@ def _apply(verdict: OrderVerdict, result: ChatResult) -> None:
     verdict.reason = parsed.reason
     verdict.error = parsed.error
     verdict.notes = parsed.notes
+    verdict.probabilities = map_probabilities(parsed.probabilities, verdict.order)
 
 
 def _require(mapping: dict[str, str], chart_id: str, what: str) -> str:
@@ -317,7 +404,7 @@ def judge_pairs(
 ) -> list[PairJudgement]:
     """Judge every chart's fine-tuned essay against its baseline essay, in both orders.
 
-    All requests of one order go to the client in one batch. A chart whose prompt cannot be
+    All requests go to the client in one call. A chart whose prompt cannot be
     rendered, or whose replies fail or cannot be parsed, gets a judgement with its error.
     """
     verdicts: dict[str, list[OrderVerdict]] = {chart.id: [] for chart in charts}
@@ -327,14 +414,20 @@ def judge_pairs(
         _require(references, chart.id, "reference essay")
         _require(baseline_texts, chart.id, "baseline essay")
         _require(finetuned_texts, chart.id, "fine-tuned essay")
+    # Both orders in one call: a scoring backend then prefills what a pair's two prompts share
+    # (the chart and the reference) once.
+    batch: list[OrderVerdict] = []
+    requests: list[ChatRequest] = []
     for order in (1, 2):
-        batch: list[OrderVerdict] = []
-        requests: list[ChatRequest] = []
         for index, chart in enumerate(charts):
             if order not in _orders_for(index, params):
                 continue
             reference = references[chart.id]
-            essay_a, essay_b = _pair(order, baseline_texts[chart.id], finetuned_texts[chart.id])
+            essay_a, essay_b = _pair(
+                order,
+                clean_prose(baseline_texts[chart.id]).text,
+                clean_prose(finetuned_texts[chart.id]).text,
+            )
             verdict = OrderVerdict(order=order, essay_a=ORDER_A[order])
             verdicts[chart.id].append(verdict)
             try:
@@ -352,9 +445,51 @@ def judge_pairs(
                     seed=params.seed,
                 )
             )
-        if not requests:
-            continue
-        results = client.complete_all(requests, desc=f"judge order {order}")
+    if requests:
+        results = client.complete_all(requests, desc=f"judge {len(charts)} pairs")
         for verdict, result in zip(batch, results, strict=True):
             _apply(verdict, result)
     return [combine(chart, verdicts[chart.id]) for chart in charts]
+
+
+def judge_backend(params: JudgeParams, prompts_dir: Path) -> ChatBackend:
+    """The judge's backend: with `verdict: auto` and the embedded model, a constrained choice
+    among the verdict letters scored after the reply's opening (prompts/judge_verdict.md);
+    otherwise the backend that generates a reply to parse."""
+    backend = make_backend(params.llm)
+    if params.verdict == "auto" and params.llm.base_url is None:
+        from chartdistill.llm.embedded import EmbeddedBackend
+        from chartdistill.llm.scoring import ScoringBackend
+
+        if isinstance(backend, EmbeddedBackend):
+            return ScoringBackend(backend, LETTERS, judge_answer_prefix(prompts_dir), "winner")
+    return backend
+
+
+def judge_known_answers(
+    pairs: list[KnownAnswerPair],
+    params: JudgeParams,
+    client: CachedClient,
+    prompts_dir: Path,
+) -> list[PairJudgement]:
+    """Judge each known-answer pair like a student pair, without a reference essay: the
+    corrupted copy takes the baseline side, the intact essay the fine-tuned side."""
+    return judge_pairs(
+        [p.judged_chart() for p in pairs],
+        {p.id: "" for p in pairs},
+        {p.id: p.corrupted for p in pairs},
+        {p.id: p.intact for p in pairs},
+        params,
+        client,
+        prompts_dir,
+    )
+
+
+def same_model(judge: LLMParams, teacher: LLMParams) -> bool:
+    """Whether the judge is the teacher's own model (self-preference): both embedded with the
+    same model, or both servers naming the same model."""
+    if (judge.base_url is None) != (teacher.base_url is None):
+        return False
+    if judge.base_url is None:
+        return judge.embedded.model == teacher.embedded.model
+    return judge.model.strip().lower() == teacher.model.strip().lower()

@@ -6,8 +6,6 @@ are removed first (a marker such as "Key features, paragraph 1:" must not count 
 
 from __future__ import annotations
 
-import math
-
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.grounding import ChartNumbers, ground_numbers
 from chartdistill.essay.sections import SECTIONS
@@ -16,9 +14,9 @@ from chartdistill.essay.text import (
     ParsedEssay,
     essay_body,
     has_loop,
+    is_question_list,
     list_lines,
     parse_sections,
-    question_stats,
     repeated_ngram_rate,
     sentences,
     validate_essay,
@@ -30,24 +28,16 @@ __all__ = [
     "essay_metrics",
     "key_value_recall",
     "key_values",
-    "numeric_precision",
     "off_task",
     "repeated_ngram_rate",
     "rouge_l",
     "structure_compliance",
-    "wilson_interval",
-    "within_word_bounds",
     "word_count",
 ]
 
 OFF_TASK_CODES: tuple[str, ...] = ("empty", "question_list", "list_format", "one_liner")
 _ONE_LINER_WORDS = 30
 _LIST_FORMAT_MIN_LINES = 3
-
-
-def numeric_precision(text: str, chart: ChartRecord, tolerance: float) -> float | None:
-    """Share of the essay's value mentions that the table supports; None if it has none."""
-    return ground_numbers(essay_body(text), chart, tolerance).fraction
 
 
 def key_values(chart: ChartRecord) -> list[float]:
@@ -63,12 +53,8 @@ def key_values(chart: ChartRecord) -> list[float]:
     return keys
 
 
-def key_value_recall(text: str, chart: ChartRecord, tolerance: float) -> float:
-    """Share of the chart's key values that the essay states."""
-    return _key_value_recall(essay_body(text), chart, tolerance)
-
-
-def _key_value_recall(body: str, chart: ChartRecord, tolerance: float) -> float:
+def key_value_recall(body: str, chart: ChartRecord, tolerance: float) -> float:
+    """Share of the chart's key values that the essay body states."""
     table = ChartNumbers.from_chart(chart)
     mentions = table.split(body, tolerance)[0]
     keys = key_values(chart)
@@ -78,34 +64,18 @@ def _key_value_recall(body: str, chart: ChartRecord, tolerance: float) -> float:
     return stated / len(keys)
 
 
-def structure_compliance(text: str) -> bool:
+def structure_compliance(parsed: ParsedEssay) -> bool:
     """All four section markers are present (variants allowed), each once, in order."""
-    return _compliant(parse_sections(text))
-
-
-def _compliant(parsed: ParsedEssay) -> bool:
     complete = parsed.had_markers and parsed.sections is not None
     return complete and parsed.marker_order == list(SECTIONS)
 
 
-def within_word_bounds(text: str, lo: int, hi: int) -> bool:
-    """lo <= word_count(text) <= hi (pass the essay body to leave markers uncounted)."""
-    if lo > hi:
-        raise ValueError(f"word bounds reversed: lo={lo} > hi={hi}")
-    return lo <= word_count(text) <= hi
-
-
-def off_task(text: str) -> str | None:
-    """Why the text is not an essay at all ("empty", "question_list", "list_format",
+def off_task(body: str) -> str | None:
+    """Why the essay body is not an essay at all ("empty", "question_list", "list_format",
     "one_liner"), or None."""
-    return _off_task(essay_body(text))
-
-
-def _off_task(body: str) -> str | None:
     if word_count(body) == 0:
         return "empty"
-    questions, total = question_stats(body)
-    if questions >= 1 and 3 * questions >= total:
+    if is_question_list(body):
         return "question_list"
     listed, lines = list_lines(body)
     if listed >= _LIST_FORMAT_MIN_LINES or (listed and 2 * listed >= lines):
@@ -139,27 +109,6 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
     return previous[-1]
 
 
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion (successes may be fractional: a tie counts 0.5).
-
-    n == 0 gives (0.0, 1.0): no evidence either way.
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
-    if z <= 0:
-        raise ValueError(f"z must be > 0, got {z}")
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    denominator = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def essay_metrics(
     text: str, chart: ChartRecord, reference: str | None, bounds: EssayBounds
 ) -> dict[str, float | bool | str | None]:
@@ -177,16 +126,16 @@ def essay_metrics(
     return {
         "words": words_in_body,
         "within_word_bounds": bounds.min_words <= words_in_body <= bounds.max_words,
-        "structure_compliance": _compliant(parsed),
+        "structure_compliance": structure_compliance(parsed),
         "had_markers": parsed.had_markers,
         "parse_error": parsed.error,
         "numbers_mentioned": grounding.mentioned,
         "numbers_grounded": grounding.grounded,
         "numeric_precision": grounding.fraction,
-        "key_value_recall": _key_value_recall(body, chart, bounds.tolerance),
+        "key_value_recall": key_value_recall(body, chart, bounds.tolerance),
         "repeated_trigram_rate": repeated_ngram_rate(body, 3),
         "loop": has_loop(body, bounds.max_repeated_trigram_rate),
-        "off_task": _off_task(body),
+        "off_task": off_task(body),
         "rouge_l": None if reference is None else rouge_l(body, essay_body(reference)),
         "valid": not reasons,
         "reasons": ",".join(reasons),

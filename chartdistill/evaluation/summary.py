@@ -1,16 +1,17 @@
 """Evaluation of one fine-tuned variant: its inputs, automatic metrics, and the metrics file.
 
 `eval_summary` turns the judge's pairwise outcomes and the automatic metrics of the teacher,
-baseline and fine-tuned essays into `metrics/eval_<variant>.json`: win/tie/loss rates of the
-fine-tuned student with Wilson 95 % intervals, the same per chart type, rubric band means, and
-judge failures. Everything in it is a number (or null) in nested dicts, never a list, so
+baseline and fine-tuned essays into `metrics/eval_<variant>.json`: win/tie/loss counts of the
+fine-tuned student, raw, expected (debiased probability) and length-controlled win rates with
+paired bootstrap 95 % intervals (chartdistill.evaluation.winrate), the same per chart type,
+rubric band means, judge failures by reason, position consistency, the judge's known-answer
+accuracy, and the automatic metrics overall and per chart type. Everything in it is a number
+(or null) in nested dicts, never a list, so
 `dvc metrics diff` shows it key by key.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,14 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from chartdistill.config import Section
 from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
 from chartdistill.essay.sections import VARIANTS
-from chartdistill.essay.text import EssayBounds
+from chartdistill.essay.text import EssayBounds, clean_prose, essay_body, word_count
 from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
-from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
-from chartdistill.io import atomic_write_text, read_jsonl
+from chartdistill.evaluation.metrics import essay_metrics
+from chartdistill.evaluation.winrate import OUTCOME_SCORE, PairScore, spread, win_rates
+from chartdistill.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
-Z_95 = 1.959964  # two-sided 95 % normal quantile, for the Wilson intervals
 _DIGITS = 4
 # Fields of essay_metrics that are a reason (str) or None: reported as the rate of non-None.
 _RATE_OF_PRESENT: tuple[str, ...] = ("off_task", "parse_error")
@@ -38,8 +39,9 @@ PLOT_FIELDS: tuple[str, ...] = ("chart_type", "win_rate", "tie_rate", "loss_rate
 
 
 class EvaluationParams(Section):
-    """Bounds for the automatic metrics (word-count compliance, loops, validity) and the
-    relative tolerance for matching an essay's numbers to the table.
+    """Bounds for the automatic metrics (word-count compliance, loops, validity), the
+    relative tolerance for matching an essay's numbers to the table, and the win-rate
+    statistics' bootstrap and length-model settings.
 
     `tolerance` is the one knob for number matching; it overrides `bounds.tolerance`, which
     must therefore not be set to a different value.
@@ -47,6 +49,9 @@ class EvaluationParams(Section):
 
     bounds: EssayBounds = EssayBounds()
     tolerance: float = Field(default=0.02, ge=0, le=1)
+    bootstrap_samples: int = Field(default=1000, ge=0)  # paired bootstrap over test charts
+    bootstrap_seed: int = 0
+    length_ridge: float = Field(default=0.1, gt=0)  # on the length-control slope
 
     @model_validator(mode="after")
     def _one_tolerance(self) -> EvaluationParams:
@@ -223,37 +228,81 @@ def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
 # --------------------------------------------------------------------------- judge summary
 
 
-def _interval(successes: float, n: int) -> dict[str, float]:
-    low, high = wilson_interval(successes, n, Z_95)
-    return {"low": round(low, _DIGITS), "high": round(high, _DIGITS)}
+def length_differences(inputs: EvalInputs) -> dict[str, float]:
+    """Fine-tuned minus baseline essay length (words of the body, as judged), by chart id."""
+    return {
+        i: float(
+            word_count(essay_body(clean_prose(inputs.finetuned[i]).text))
+            - word_count(essay_body(clean_prose(inputs.baseline[i]).text))
+        )
+        for i in inputs.finetuned
+    }
 
 
-def outcome_stats(judgements: list[PairJudgement]) -> dict[str, Any]:
+def _pair_scores(
+    judgements: list[PairJudgement], length_diffs: dict[str, float]
+) -> list[PairScore]:
+    return [
+        PairScore(
+            j.id,
+            j.chart_type,
+            j.outcome,
+            OUTCOME_SCORE[j.outcome] if j.expected_score is None else j.expected_score,
+            length_diffs.get(j.id, 0.0),
+        )
+        for j in judgements
+        if j.outcome is not None
+    ]
+
+
+def failure_reasons(judgements: list[PairJudgement]) -> dict[str, int]:
+    """How many order verdicts failed, by error kind (the text before any ':')."""
+    counts: dict[str, int] = {}
+    for j in judgements:
+        for v in j.verdicts:
+            if v.error is not None:
+                kind = v.error.split(":", 1)[0].strip()
+                counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def outcome_stats(
+    judgements: list[PairJudgement],
+    length_diffs: dict[str, float] | None = None,
+    params: EvaluationParams | None = None,
+    length_scale: float | None = None,
+) -> dict[str, Any]:
     """Counts and rates of the fine-tuned student's wins, ties and losses over the judged
-    charts (failures excluded from n), with Wilson 95 % intervals on the win rate and on the
-    score (wins + 0.5 ties) / n."""
+    charts (failures excluded from n and counted), the expected (debiased, probability-weighted)
+    and length-controlled win rates, each with a paired bootstrap 95 % interval over charts.
+
+    `length_scale` (the spread of the length differences) defaults to the one of these pairs;
+    per chart type the overall one is passed, so the length model means the same everywhere.
+    """
+    params = params or EvaluationParams()
+    diffs = length_diffs or {}
     judged = [j for j in judgements if j.outcome is not None]
     n = len(judged)
-    wins = sum(j.outcome == "finetuned" for j in judged)
-    ties = sum(j.outcome == "tie" for j in judged)
-    losses = sum(j.outcome == "baseline" for j in judged)
-    score = wins + 0.5 * ties
+    pairs = _pair_scores(judged, diffs)
+    if length_scale is None:
+        length_scale = spread([p.length_diff for p in pairs])
+    rates = win_rates(
+        pairs, length_scale, params.length_ridge, params.bootstrap_samples, params.bootstrap_seed
+    )
 
-    def rate(count: float) -> float:
-        return round(count / n, _DIGITS) if n else 0.0
+    def rate(count: float) -> float | None:
+        return round(count / n, _DIGITS) if n else None
 
     return {
         "charts": len(judgements),
         "n": n,
-        "wins": wins,
-        "ties": ties,
-        "losses": losses,
-        "win_rate": rate(wins),
-        "tie_rate": rate(ties),
-        "loss_rate": rate(losses),
-        "win_rate_ci95": _interval(wins, n),
-        "score": rate(score),
-        "score_ci95": _interval(score, n),
+        "wins": sum(j.outcome == "finetuned" for j in judged),
+        "ties": sum(j.outcome == "tie" for j in judged),
+        "losses": sum(j.outcome == "baseline" for j in judged),
+        "tie_rate": rate(sum(j.outcome == "tie" for j in judged)),
+        "loss_rate": rate(sum(j.outcome == "baseline" for j in judged)),
+        **rates,
+        "length_scale": round(length_scale, 2),
         "judge_failures": len(judgements) - n,
         "single_order": sum(j.single_order for j in judged),
     }
@@ -276,19 +325,19 @@ def band_means(judgements: list[PairJudgement]) -> dict[str, dict[str, float | N
     return out
 
 
-def position_stats(judgements: list[PairJudgement]) -> dict[str, float | int]:
+def position_stats(judgements: list[PairJudgement]) -> dict[str, float | int | None]:
     """How often the judge picked the essay shown first (A) among its decisive verdicts, and
-    how often the two orders disagreed: both measure position bias."""
+    how often the two orders gave the same verdict (position consistency); None without data."""
     letters = [v.winner for j in judgements for v in j.verdicts if v.ok and v.winner != "tie"]
     both = [j for j in judgements if j.agree is not None]
     return {
         "decisive_verdicts": len(letters),
-        "first_position_rate": round(letters.count("A") / len(letters), _DIGITS)
-        if letters
-        else 0.0,
+        "first_position_rate": (
+            round(letters.count("A") / len(letters), _DIGITS) if letters else None
+        ),
         "orders_compared": len(both),
-        "order_disagreement_rate": (
-            round(sum(not j.agree for j in both) / len(both), _DIGITS) if both else 0.0
+        "position_consistency": (
+            round(sum(bool(j.agree) for j in both) / len(both), _DIGITS) if both else None
         ),
     }
 
@@ -298,13 +347,28 @@ def eval_summary(
     auto_teacher: list[dict[str, Any]],
     auto_baseline: list[dict[str, Any]],
     auto_finetuned: list[dict[str, Any]],
+    length_diffs: dict[str, float] | None = None,
+    params: EvaluationParams | None = None,
+    judge_check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of metrics/eval_<variant>.json (nested dicts of numbers, no lists)."""
+    """The content of metrics/eval_<variant>.json (nested dicts of numbers, no lists).
+
+    `judge_check` is the judge's known-answer reliability (metrics/judge.json); its accuracy,
+    position consistency and flags are repeated here, next to the win rates.
+    """
     types = [t for t in CHART_TYPES if any(j.chart_type == t for j in judgements)]
     types += sorted({j.chart_type for j in judgements} - set(types))
-    return {
-        **outcome_stats(judgements),
-        "per_type": {t: outcome_stats([j for j in judgements if j.chart_type == t]) for t in types},
+    overall = outcome_stats(judgements, length_diffs, params)
+    scale = overall["length_scale"]
+    summary: dict[str, Any] = {
+        **overall,
+        "failure_reasons": failure_reasons(judgements),
+        "per_type": {
+            t: outcome_stats(
+                [j for j in judgements if j.chart_type == t], length_diffs, params, scale
+            )
+            for t in types
+        },
         "bands": band_means(judgements),
         "position": position_stats(judgements),
         "auto": {
@@ -312,7 +376,32 @@ def eval_summary(
             "baseline": mean_metrics(auto_baseline),
             "finetuned": mean_metrics(auto_finetuned),
         },
+        "auto_per_type": {
+            t: {
+                name: mean_metrics([r for r in rows if r["chart_type"] == t])
+                for name, rows in (
+                    ("teacher", auto_teacher),
+                    ("baseline", auto_baseline),
+                    ("finetuned", auto_finetuned),
+                )
+            }
+            for t in types
+        },
     }
+    if judge_check is not None:
+        summary["judge_check"] = {
+            key: judge_check.get(key)
+            for key in (
+                "accuracy",
+                "expected_accuracy",
+                "position_consistency",
+                "n",
+                "judge_failures",
+                "reliable",
+                "same_model_as_teacher",
+            )
+        }
+    return summary
 
 
 def win_rate_plot_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -321,12 +410,3 @@ def win_rate_plot_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         {"chart_type": chart_type, **{k: stats[k] for k in PLOT_FIELDS[1:]}}
         for chart_type, stats in summary["per_type"].items()
     ]
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str] = PLOT_FIELDS) -> None:
-    """Rows as CSV with a header (written atomically; an empty list gives the header only)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())

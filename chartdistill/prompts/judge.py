@@ -13,7 +13,8 @@ from chartdistill.prompts.render import chart_context, fence_safe, render_templa
 def render_judge_messages(
     prompts_dir: Path, chart: ChartRecord, reference: str, essay_a: str, essay_b: str
 ) -> list[dict[str, Any]]:
-    """OpenAI chat messages for a pairwise judgement of essays A and B (JSON reply)."""
+    """OpenAI chat messages for a pairwise judgement of essays A and B (JSON reply); an empty
+    `reference` leaves the reference essay out (known-answer pairs)."""
     prompts_dir = Path(prompts_dir)
     name = load_type_prompt(prompts_dir, chart.chart_type).name
     user = render_template(
@@ -26,3 +27,9 @@ def render_judge_messages(
     )
     system = render_template(prompts_dir, "judge_system.md")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def judge_answer_prefix(prompts_dir: Path) -> str:
+    """The start of the judge's reply up to its verdict (`{"winner": "`): the position where a
+    constrained judge scores the verdict letters."""
+    return render_template(Path(prompts_dir), "judge_verdict.md")
