@@ -170,6 +170,8 @@ def test_summary_per_chart_type_bands_and_auto() -> None:
         "n": 1,
         "words": 100,
         "loop_rate": 0.0,
+        "loop_rate_ci95_low": 0.0,  # Wilson 95 % interval of one essay
+        "loop_rate_ci95_high": 0.7935,
         "off_task_rate": 0.0,
     }
     assert_no_lists(summary)

@@ -6,6 +6,9 @@ are removed first (a marker such as "Key features, paragraph 1:" must not count 
 
 from __future__ import annotations
 
+import math
+import re
+
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.grounding import ChartNumbers, ground_numbers
 from chartdistill.essay.sections import SECTIONS
@@ -28,10 +31,12 @@ __all__ = [
     "essay_metrics",
     "key_value_recall",
     "key_values",
+    "label_recall",
     "off_task",
     "repeated_ngram_rate",
     "rouge_l",
     "structure_compliance",
+    "wilson_interval",
     "word_count",
 ]
 
@@ -51,6 +56,39 @@ def key_values(chart: ChartRecord) -> list[float]:
             if value not in keys:
                 keys.append(value)
     return keys
+
+
+def chart_labels(chart: ChartRecord) -> list[str]:
+    """The names an essay should use: the series for a line graph (its rows are time points),
+    else the categories (the rows)."""
+    if chart.chart_type == "line":
+        return list(chart.series)
+    return [str(row[0]) for row in chart.rows]
+
+
+def label_recall(body: str, chart: ChartRecord) -> float:
+    """Share of the chart's category (or line series) names that the essay body names, as
+    whole words, case-insensitive."""
+    labels = [label for label in chart_labels(chart) if label.strip()]
+    if not labels:
+        return 1.0
+    text = " ".join(body.split()).lower()
+    named = 0
+    for label in labels:
+        words = r"\s+".join(re.escape(part) for part in label.lower().split())
+        named += bool(re.search(rf"(?<!\w){words}(?!\w)", text))
+    return named / len(labels)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """Wilson score interval for a rate (95 % at z=1.96); None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def key_value_recall(body: str, chart: ChartRecord, tolerance: float) -> float:
@@ -133,6 +171,7 @@ def essay_metrics(
         "numbers_grounded": grounding.grounded,
         "numeric_precision": grounding.fraction,
         "key_value_recall": key_value_recall(body, chart, bounds.tolerance),
+        "label_recall": label_recall(body, chart),
         "repeated_trigram_rate": repeated_ngram_rate(body, 3),
         "loop": has_loop(body, bounds.max_repeated_trigram_rate),
         "off_task": off_task(body),

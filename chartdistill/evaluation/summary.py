@@ -25,7 +25,7 @@ from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
 from chartdistill.essay.sections import VARIANTS
 from chartdistill.essay.text import EssayBounds, clean_prose, essay_body, word_count
 from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
-from chartdistill.evaluation.metrics import essay_metrics
+from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
 from chartdistill.evaluation.winrate import OUTCOME_SCORE, PairScore, spread, win_rates
 from chartdistill.io import read_jsonl
 
@@ -220,6 +220,10 @@ def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
         present = [v for v in values if v is not None]
         if present and all(isinstance(v, bool) for v in present):
             summary[f"{key}_rate"] = _round(sum(present) / len(present))
+            # Wilson 95 % interval of the rate, as two metrics so `dvc metrics diff` shows them.
+            low, high = wilson_interval(sum(present), len(present)) or (None, None)
+            summary[f"{key}_rate_ci95_low"] = _round(low)
+            summary[f"{key}_rate_ci95_high"] = _round(high)
         elif all(_is_number(v) for v in present):
             summary[key] = _round(sum(present) / len(present)) if present else None
     return summary
