@@ -289,8 +289,7 @@ def teacher_metrics(
         "request_errors": dict(sorted(stats.errors.items())),
         "requests": stats.requests_sent,
         "cache_hits": stats.cache_hits,
-        "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": stats.completion_tokens,
+        **stats.token_counts(),  # prompt vs actually prefilled (prefix reuse), generated
         "cost_usd": round(cost, 6),
         "wall_time_s": round(wall_s, 2),
         "accepted_per_type": dict(

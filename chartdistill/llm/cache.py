@@ -97,11 +97,20 @@ class ClientStats:
 
     requests_sent: int = 0
     cache_hits: int = 0
-    failures: int = 0
-    attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens a backend served from a computed prefix
     errors: dict[str, int] = field(default_factory=dict)
+
+    def token_counts(self) -> dict[str, int]:
+        """Prompt tokens asked for, those actually prefilled (the rest came from a reused
+        prefix), and generated tokens: for the stage metrics."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "prefill_tokens": self.prompt_tokens - self.cached_tokens,
+            "cached_prompt_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
 
 
 class CachedClient:
@@ -194,10 +203,9 @@ class CachedClient:
         return [r for r in results if r is not None]
 
     def _count(self, result: ChatResult) -> None:
-        self.stats.attempts += result.tries
         self.stats.prompt_tokens += result.prompt_tokens
         self.stats.completion_tokens += result.completion_tokens
+        self.stats.cached_tokens += result.cached_tokens
         if not result.ok:
-            self.stats.failures += 1
             reason = result.error or "empty_content"
             self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1

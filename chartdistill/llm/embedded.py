@@ -2,7 +2,7 @@
 
 Why in process rather than `transformers serve`: serve runs requests one at a time unless
 continuous batching is on, which then costs GBs of RAM and fixes the sampling settings for the
-server's life, and its per-request seed is not reproducible under concurrency (DESIGN.md §2).
+server's life, and its per-request seed is not reproducible under concurrency (measured).
 Here requests are sorted by prompt length and batched with left padding; each row samples from
 its own seeded torch.Generator, so a request's text does not depend on the RNG state of its
 batch mates, and the same requests give the same texts.
@@ -22,6 +22,12 @@ from tqdm import tqdm
 
 from chartdistill.bundled import BUNDLED_GGUF, load_bundled
 from chartdistill.device import resolve_dtype, resolve_dtype_name
+from chartdistill.llm.prefix import (
+    PrefixStore,
+    batch_cache,
+    prefixed_inputs,
+    shared_prefix_lengths,
+)
 from chartdistill.llm.types import (
     ChatRequest,
     ChatResult,
@@ -93,6 +99,7 @@ class EmbeddedBackend:
         self._tokenizer: Any = None
         self._model: Any = None
         self._warned_images = False
+        self._prefixes: PrefixStore | None = None
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -140,12 +147,25 @@ class EmbeddedBackend:
             messages, add_generation_prompt=True, tokenize=False
         )
 
+    def encode(self, request: ChatRequest) -> list[int]:
+        """The request's chat-templated prompt as token ids (loads the model if needed)."""
+        self.load()
+        return list(self._tokenizer(self.prompt(request), add_special_tokens=False).input_ids)
+
+    @property
+    def prefix_store(self) -> PrefixStore:
+        """Computed prefix KV caches of this model (chartdistill.llm.prefix), for reuse."""
+        self.load()
+        if self._prefixes is None:
+            self._prefixes = PrefixStore(self._model)
+        return self._prefixes
+
     def complete_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
         if not requests:
             return []
         self.load()
-        prompts = [self.prompt(r) for r in requests]
-        lengths = [len(self._tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        prompts = [self.encode(r) for r in requests]
+        lengths = [len(p) for p in prompts]
         limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
         results: list[ChatResult | None] = [None] * len(requests)
         todo: list[int] = []
@@ -164,25 +184,43 @@ class EmbeddedBackend:
                 on_result(index, results[index])  # type: ignore[arg-type]
             else:
                 todo.append(index)
-        todo.sort(key=lambda i: (lengths[i], i))
+        shared = [0] * len(requests)
+        if self.params.reuse_prefix:
+            for index, length in zip(
+                todo, shared_prefix_lengths([prompts[i] for i in todo]), strict=True
+            ):
+                shared[index] = length
+        # What is left to prefill decides the padding: batch rows of similar remaining length.
+        todo.sort(key=lambda i: (lengths[i] - shared[i], shared[i], i))
         size = self.params.batch_size
-        with tqdm(total=len(todo), desc=self.model_id, unit="req") as bar:
-            for start in range(0, len(todo), size):
-                batch = todo[start : start + size]
-                for index, result in zip(
-                    batch, self._run_batch(batch, requests, prompts), strict=True
-                ):
-                    results[index] = result
-                    on_result(index, result)
-                bar.update(len(batch))
+        try:
+            with tqdm(total=len(todo), desc=self.model_id, unit="req") as bar:
+                for start in range(0, len(todo), size):
+                    batch = todo[start : start + size]
+                    outcome = self._run_batch(batch, requests, prompts, shared)
+                    for index, result in zip(batch, outcome, strict=True):
+                        results[index] = result
+                        on_result(index, result)
+                    bar.update(len(batch))
+        finally:
+            if self._prefixes is not None:
+                self._prefixes.clear()  # a call's prefixes rarely recur; keep RAM for the next
         return [r for r in results if r is not None]
 
     def _run_batch(
-        self, batch: list[int], requests: list[ChatRequest], prompts: list[str]
+        self,
+        batch: list[int],
+        requests: list[ChatRequest],
+        prompts: list[list[int]],
+        shared: list[int],
     ) -> list[ChatResult]:
         start = time.perf_counter()
         try:
-            outputs = self._generate([requests[i] for i in batch], [prompts[i] for i in batch])
+            outputs = self._generate(
+                [requests[i] for i in batch],
+                [prompts[i] for i in batch],
+                [shared[i] for i in batch],
+            )
         except (RuntimeError, ValueError) as exc:
             log.exception("%s: generation failed for a batch of %d", self.model_id, len(batch))
             error = f"generation_error: {type(exc).__name__}"
@@ -193,17 +231,20 @@ class EmbeddedBackend:
                 text=text if text.strip() else None,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                cached_tokens=cached_tokens,
                 latency_s=latency,
                 finish_reason=finish,
                 error=None if text.strip() else "empty_content",
             )
-            for text, prompt_tokens, completion_tokens, finish in outputs
+            for text, prompt_tokens, completion_tokens, cached_tokens, finish in outputs
         ]
 
     def _generate(
-        self, batch: list[ChatRequest], prompts: list[str]
-    ) -> list[tuple[str, int, int, str]]:
-        """(text, prompt tokens, completion tokens, finish reason) per request."""
+        self, batch: list[ChatRequest], prompts: list[list[int]], shared: list[int]
+    ) -> list[tuple[str, int, int, int, str]]:
+        """(text, prompt tokens, completion tokens, cached prompt tokens, finish reason) per
+        request. Rows with a shared prefix continue from its cached keys/values; the row that
+        caused a prefix to be computed counts it as prefilled (cached 0), the others as cached."""
         import torch
         from transformers import (
             GenerationConfig,
@@ -212,8 +253,23 @@ class EmbeddedBackend:
         )
 
         tokenizer, model = self._tokenizer, self._model
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        width = encoded.input_ids.shape[1]
+        input_ids, attention_mask, cached_width = prefixed_inputs(
+            prompts, shared, tokenizer.pad_token_id
+        )
+        cached = [0] * len(batch)
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if cached_width:
+            store = self.prefix_store
+            rows = []
+            for row, (prompt, k) in enumerate(zip(prompts, shared, strict=True)):
+                if not k:
+                    rows.append(None)
+                    continue
+                entry, computed = store.get(prompt[:k])
+                cached[row] = 0 if computed else k
+                rows.append(entry)
+            inputs["past_key_values"] = batch_cache(rows, model.config)
+        width = input_ids.shape[1]
         processors = LogitsProcessorList()
         if self.params.repetition_penalty != 1.0:
             processors.append(
@@ -238,10 +294,9 @@ class EmbeddedBackend:
         )
         with torch.inference_mode():
             generated = model.generate(
-                **encoded, generation_config=config, logits_processor=processors
+                **inputs, generation_config=config, logits_processor=processors
             )
         new_tokens = generated[:, width:]
-        prompt_tokens = encoded.attention_mask.sum(dim=1).tolist()
         outputs = []
         for row, request in enumerate(batch):
             ids = new_tokens[row, : request.max_tokens].tolist()
@@ -250,5 +305,5 @@ class EmbeddedBackend:
                 ids = ids[: ids.index(eos)]
                 finish = "stop"
             text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-            outputs.append((text, int(prompt_tokens[row]), len(ids), finish))
+            outputs.append((text, len(prompts[row]), len(ids), cached[row], finish))
         return outputs

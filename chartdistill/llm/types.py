@@ -47,6 +47,7 @@ class EmbeddedParams(Section):
     batch_size: int = Field(default=8, ge=1)
     repetition_penalty: float = Field(default=1.15, ge=1.0)  # on generated tokens only
     threads: int | None = Field(default=None, ge=1)
+    reuse_prefix: bool = True  # prefill a prompt prefix shared by requests once (llm/prefix.py)
 
 
 class LLMParams(Section):
@@ -124,6 +125,7 @@ class ChatResult:
     text: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from an already computed prefix (no prefill)
     latency_s: float = 0.0
     finish_reason: str | None = None
     error: str | None = None
