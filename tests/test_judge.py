@@ -1,5 +1,6 @@
 """The pairwise judge against a stub OpenAI-compatible server: verdict parsing, the order swap,
-outcome rules, prompt-injection robustness and the response cache."""
+outcome rules, prompt-injection robustness and the response cache; verdict probabilities and
+their debiased combination; known-answer pairs; constrained verdict scoring on a tiny model."""
 
 from __future__ import annotations
 
@@ -11,19 +12,29 @@ from typing import Any
 import pytest
 
 from chartdistill.data.records import ChartRecord
+from chartdistill.essay.grounding import ground_numbers
+from chartdistill.essay.sections import render_unstructured
+from chartdistill.essay.text import has_loop
 from chartdistill.evaluation.judge import (
     JudgeParams,
     OrderVerdict,
     PairJudgement,
     combine,
+    judge_backend,
+    judge_known_answers,
     judge_pairs,
     map_letter,
+    map_probabilities,
     parse_verdict,
+    same_model,
 )
+from chartdistill.evaluation.known_answer import CORRUPTION_KINDS, build_pairs, reliability
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
-from chartdistill.llm.types import LLMParams
+from chartdistill.llm.scoring import ScoringBackend, option_token_ids
+from chartdistill.llm.types import ChatRequest, EmbeddedParams, LLMParams
 from tests.stub_server import FaultPlan, StubServer
+from tests.test_essays import CHART, GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "prompts"
@@ -403,3 +414,298 @@ def test_judge_params_reject_unknown_keys() -> None:
     with pytest.raises(ValueError, match="extra"):
         JudgeParams.model_validate({"llm": {"model": "m"}, "orders": 2})
     assert JudgeParams().llm.base_url is None and JudgeParams().both_orders is True
+
+
+# --------------------------------------------------------------------------- probabilities
+
+
+def test_parse_reads_token_probabilities_and_renormalises() -> None:
+    v = parse_verdict('{"winner": "B", "probabilities": {"A": 0.2, "B": 0.6, "tie": 0.2}}')
+    assert v.winner == "B" and v.error is None
+    assert v.probabilities == pytest.approx({"A": 0.2, "B": 0.6, "tie": 0.2})
+    v = parse_verdict('{"winner": "A", "probabilities": {"A": 2, "B": 1, "tie": 1}}')
+    assert v.probabilities == pytest.approx({"A": 0.5, "B": 0.25, "tie": 0.25})
+
+
+@pytest.mark.parametrize(
+    "raw", ['"x"', '{"A": 0.5, "B": 0.5}', '{"A": -1, "B": 1, "tie": 1}', '{"A":0,"B":0,"tie":0}']
+)
+def test_unusable_probabilities_fall_back_to_one_hot(raw: str) -> None:
+    v = parse_verdict('{"winner": "tie", "probabilities": ' + raw + "}")
+    assert v.winner == "tie" and v.probabilities == {"A": 0.0, "B": 0.0, "tie": 1.0}
+    assert any("probabilities unusable" in note for note in v.notes)
+
+
+def test_plain_json_verdict_is_one_hot() -> None:
+    assert parse_verdict(verdict_json("A")).probabilities == {"A": 1.0, "B": 0.0, "tie": 0.0}
+
+
+def test_both_orders_combine_into_one_debiased_probability() -> None:
+    """Order 1 shows the baseline as A, order 2 the fine-tuned: a judge that leans to A by 0.2
+    in both orders cancels out in the mean."""
+    first = OrderVerdict(1, "baseline", winner="A", outcome="baseline")
+    first.probabilities = map_probabilities({"A": 0.5, "B": 0.4, "tie": 0.1}, 1)
+    second = OrderVerdict(2, "finetuned", winner="A", outcome="finetuned")
+    second.probabilities = map_probabilities({"A": 0.7, "B": 0.2, "tie": 0.1}, 2)
+    pair = combine(chart(1), [first, second])
+    assert pair.outcome == "tie" and pair.agree is False  # hard verdicts disagree
+    assert pair.probabilities == pytest.approx({"finetuned": 0.55, "tie": 0.1, "baseline": 0.35})
+    assert pair.expected_score == pytest.approx(0.55 + 0.05)
+    failed = combine(chart(2), [OrderVerdict(1, "baseline", error="no_json")])
+    assert failed.outcome is None and failed.probabilities is None and failed.expected_score is None
+
+
+def test_same_model_as_teacher() -> None:
+    embedded = LLMParams(model="smollm2-135m-instruct")
+    assert same_model(embedded, LLMParams(model="anything-else"))  # both the bundled model
+    server = LLMParams(base_url="http://x/v1", model="MiniMax-Text-01")
+    assert same_model(server, LLMParams(base_url="http://y/v1", model="minimax-text-01"))
+    assert not same_model(server, embedded)
+    assert not same_model(server, LLMParams(base_url="http://x/v1", model="gpt-4o"))
+
+
+# --------------------------------------------------------------------------- known-answer pairs
+
+
+def essays_for(charts: list[ChartRecord]) -> dict[str, dict[str, str]]:
+    return {
+        c.id: {**GOOD, "introduction": f"The chart {c.id} shows {c.title}. " + GOOD["introduction"]}
+        for c in charts
+    }
+
+
+def test_each_corruption_has_the_flaw_it_names() -> None:
+    charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(3)]
+    essays = essays_for(charts)
+    pairs = build_pairs(charts, essays, 5, CORRUPTION_KINDS, seed=0, tolerance=0.02)
+    assert [p.kind for p in pairs] == list(CORRUPTION_KINDS)
+    assert len({p.id for p in pairs}) == 5 and all(p.id.endswith(p.kind) for p in pairs)
+    by_kind = {p.kind: p for p in pairs}
+    for p in pairs:
+        assert p.intact == render_unstructured(essays[p.chart.id]) != p.corrupted
+    altered = by_kind["figures_altered"]
+    intact = ground_numbers(altered.intact, altered.chart, 0.02)
+    broken = ground_numbers(altered.corrupted, altered.chart, 0.02)
+    assert intact.mentioned == broken.mentioned > 0
+    assert intact.grounded == intact.mentioned and broken.grounded == 0
+    assert "16-24" in altered.corrupted  # an age band is a label, not a figure
+    assert len(by_kind["paragraph_removed"].corrupted.split("\n\n")) == 3
+    dropped = by_kind["overview_dropped"]
+    assert GOOD["overview"] not in dropped.corrupted and len(dropped.corrupted.split("\n\n")) == 3
+    looped = by_kind["looped_sentence"].corrupted
+    assert has_loop(looped, 0.15) and not has_loop(by_kind["looped_sentence"].intact, 0.15)
+    other = by_kind["other_chart"]
+    assert other.corrupted in {
+        render_unstructured(e) for i, e in essays.items() if i != other.chart.id
+    }
+
+
+def test_pairs_skip_charts_a_kind_does_not_apply_to() -> None:
+    charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(2)]
+    no_figures = {c.id: {k: "Words only here. Nothing more." for k in GOOD} for c in charts}
+    assert build_pairs(charts, no_figures, 2, ("figures_altered",), 0, 0.02) == []
+    one = build_pairs(
+        charts[:1], essays_for(charts[:1]), 3, ("other_chart", "overview_dropped"), 0, 0.02
+    )
+    assert [p.kind for p in one] == ["overview_dropped"]  # no other chart; no (chart, kind) twice
+
+
+def test_reliability_counts_ties_as_wrong_and_failures_apart() -> None:
+    charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(3)]
+    pairs = build_pairs(charts, essays_for(charts), 4, CORRUPTION_KINDS[:2], 0, 0.02)
+    outcomes = ["finetuned", "tie", "finetuned", None]
+    judged = []
+    for p, outcome in zip(pairs, outcomes, strict=True):
+        j = judgement_for(p.id, outcome)
+        judged.append(j)
+    report = reliability(pairs, judged, min_accuracy=0.7)
+    assert (report["pairs"], report["n"], report["correct"], report["judge_failures"]) == (
+        4,
+        3,
+        2,
+        1,
+    )
+    assert report["accuracy"] == round(2 / 3, 4) and report["reliable"] is False
+    assert report["per_kind"]["figures_altered"]["accuracy"] == 1.0
+    assert report["per_kind"]["paragraph_removed"]["accuracy"] == 0.0  # a tie is not right
+    assert reliability(pairs, judged, min_accuracy=0.6)["reliable"] is True
+    with pytest.raises(ValueError, match="do not match"):
+        reliability(pairs, judged[:2], 0.7)
+
+
+def judgement_for(pair_id: str, outcome: str | None) -> PairJudgement:
+    verdicts = [
+        OrderVerdict(1, "baseline", outcome=outcome),
+        OrderVerdict(2, "finetuned", outcome=outcome),
+    ]
+    score = {"finetuned": 1.0, "tie": 0.5, "baseline": 0.0}.get(outcome)  # type: ignore[arg-type]
+    return PairJudgement(
+        pair_id,
+        "bar",
+        outcome,
+        False,
+        True if outcome else None,
+        verdicts,
+        {},  # type: ignore[arg-type]
+        expected_score=score,
+    )
+
+
+def test_known_answer_prompts_carry_no_reference(serve) -> None:
+    stub, client = serve(prefers_figures)
+    charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(2)]
+    pairs = build_pairs(
+        charts, essays_for(charts), 2, ("figures_altered", "overview_dropped"), 0, 0.02
+    )
+    params = JudgeParams.model_validate({"llm": {"model": "stub-judge"}})
+    judged = judge_known_answers(pairs, params, client, PROMPTS)
+    assert [j.id for j in judged] == [p.id for p in pairs]
+    users = [
+        m["content"] for r in stub.chat_requests for m in r.body["messages"] if m["role"] == "user"
+    ]
+    assert len(users) == 4 and not any("<reference_essay>" in u for u in users)
+    # The digit-counting stub keeps the intact essay over the one without its overview only by
+    # chance of digits; over the altered figures it sees the same digit count: a tie.
+    assert judged[0].outcome in ("tie", "finetuned", "baseline")
+
+
+# --------------------------------------------------------------------------- constrained scoring
+
+SCORE_WORDS = [
+    "<pad>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "[UNK]",
+    "system",
+    "user",
+    "assistant",
+    "verdict:",
+    "A",
+    "B",
+    "tie",
+    "essay",
+    "chart",
+    "better",
+    "the",
+    "is",
+    "which",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_scorer():
+    """ScoringBackend over a tiny random Llama with a word-level tokenizer (no files)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from chartdistill.llm.embedded import EmbeddedBackend
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(SCORE_WORDS)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>", unk_token="[UNK]"
+    )
+    tokenizer.padding_side = "left"
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+    )
+    config = LlamaConfig(
+        vocab_size=len(SCORE_WORDS),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+
+    def make(batch_size: int, reuse_prefix: bool = True) -> ScoringBackend:
+        embedded = EmbeddedBackend(EmbeddedParams(dtype="float32", batch_size=batch_size))
+        embedded.params = embedded.params.model_copy(update={"reuse_prefix": reuse_prefix})
+        embedded._tokenizer, embedded._model = tokenizer, model
+        return ScoringBackend(embedded, ("A", "B", "tie"), "verdict: ", "winner")
+
+    return make, tokenizer, model
+
+
+def scoring_requests() -> list[ChatRequest]:
+    shared = " ".join(["the chart is the essay"] * 10)  # 50 shared words: a reusable prefix
+    texts = [
+        f"{shared} essay A {x} essay B {y} which is better"
+        for x, y in (
+            ("chart", "the"),
+            ("the", "chart"),
+            ("better", "is"),
+            ("is", "better"),
+            ("A", "B"),
+        )
+    ]
+    texts.append("which essay is better")  # shares nothing
+    return [ChatRequest(messages=[{"role": "user", "content": t}], max_tokens=1) for t in texts]
+
+
+def test_scoring_reads_the_options_probabilities_at_the_verdict_position(tiny_scorer) -> None:
+    import torch
+
+    make, tokenizer, model = tiny_scorer
+    backend = make(batch_size=1)
+    requests = scoring_requests()
+    got: dict[int, Any] = {}
+    results = backend.complete_all(requests, lambda i, r: got.__setitem__(i, r))
+    assert sorted(got) == list(range(len(requests)))
+    option_ids = [SCORE_WORDS.index(o) for o in ("A", "B", "tie")]
+    for request, result in zip(requests, results, strict=True):
+        assert result.ok and result.completion_tokens == 0 and result.finish_reason == "scored"
+        verdict = parse_verdict(result.text)
+        prompt = backend.prompt(request)
+        assert prompt.endswith("<|im_start|> assistant verdict: ")
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
+        with torch.no_grad():
+            full = torch.softmax(model(input_ids=ids).logits[0, -1], dim=-1)
+        expected = full[option_ids] / full[option_ids].sum()
+        assert [verdict.probabilities[o] for o in ("A", "B", "tie")] == pytest.approx(
+            expected.tolist(), abs=1e-5
+        )
+        assert verdict.winner == ("A", "B", "tie")[int(expected.argmax())]
+        assert json.loads(result.text)["mass"] == pytest.approx(
+            float(full[option_ids].sum()), abs=1e-5
+        )
+
+
+def test_scoring_in_batches_with_shared_prefixes_matches_one_at_a_time(tiny_scorer) -> None:
+    make = tiny_scorer[0]
+    requests = scoring_requests()
+    alone = [
+        json.loads(r.text) for r in make(batch_size=1).complete_all(requests, lambda i, r: None)
+    ]
+    for backend in (make(batch_size=4), make(batch_size=6, reuse_prefix=False)):
+        batched = [json.loads(r.text) for r in backend.complete_all(requests, lambda i, r: None)]
+        for a, b in zip(alone, batched, strict=True):
+            assert a["winner"] == b["winner"]
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+
+
+def test_options_must_start_with_distinct_tokens(tiny_scorer) -> None:
+    tokenizer = tiny_scorer[1]
+    assert option_token_ids(tokenizer, "verdict: ", ("A", "B", "tie")) == [8, 9, 10]
+    with pytest.raises(ValueError, match="share a first token"):
+        option_token_ids(tokenizer, "verdict: ", ("A x", "A y"))
+
+
+def test_judge_backend_scores_for_the_embedded_judge_only(tmp_path: Path) -> None:
+    embedded = judge_backend(JudgeParams(), PROMPTS)
+    assert isinstance(embedded, ScoringBackend) and embedded.answer_prefix == '{"winner": "'
+    assert "choice[A|B|tie]" in embedded.model_id  # cached apart from generated replies
+    replies = judge_backend(JudgeParams(verdict="reply"), PROMPTS)
+    assert not isinstance(replies, ScoringBackend)
+    server = JudgeParams.model_validate(
+        {"llm": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}
+    )
+    assert not isinstance(judge_backend(server, PROMPTS), ScoringBackend)

@@ -147,3 +147,14 @@ def test_essay_metrics_for_a_bad_student_output() -> None:
     assert m["valid"] is False
     # validation sees only the sections found (none here); text-level flags cover the rest
     assert str(m["reasons"]).split(",") == ["missing_section", "too_short", "too_few_numbers"]
+
+
+def test_value_and_attribution_level_precision_side_by_side() -> None:
+    """32.5 is in the table (men aged 16-24), so it is grounded at value level, but the sentence
+    gives it to women aged 45-64: wrong at attribution level."""
+    text = "Women aged 45-64 spent 32.5 hours a week online. Men aged 45-64 spent 15.2 hours."
+    m = essay_metrics(text, CHART, None, EssayBounds())
+    assert (m["numbers_mentioned"], m["numbers_grounded"], m["numbers_attributed"]) == (2, 2, 1)
+    assert m["numeric_precision"] == 1.0 and m["attributed_precision"] == 0.5
+    good = essay_metrics(render_structured(GOOD), CHART, None, EssayBounds())
+    assert good["attributed_precision"] == good["numeric_precision"] == 1.0

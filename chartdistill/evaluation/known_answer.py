@@ -43,7 +43,7 @@ CORRUPTION_KINDS: tuple[CorruptionKind, ...] = (
 JUDGE_CHECK_METRICS = "judge.json"  # under paths.metrics: the judge_check stage's figures
 KNOWN_ANSWER_NAME = "known_answer"  # judgements/<name>.jsonl and judge_cache/<name>/
 LOOP_REPEATS = 4  # the looped sentence appears this many times in a row
-_FIGURE_FACTOR = 1.37  # altered figures are scaled by this (then rounded as written)
+_FIGURE_FACTORS = (1.37, 0.63, 1.91, 0.41)  # altered figures: scaled, rounded as written
 _DIGITS = 4
 
 
@@ -67,12 +67,25 @@ def _decimals(text: str) -> int:
     return len(digits.split(".")[1]) if "." in digits else 0
 
 
+def _altered(literal: float, places: int, table: list[float], tolerance: float) -> float:
+    """The first of literal x 1.37, x 0.63, x 1.91, x 0.41 (rounded as written) that is no
+    table value (within 3x the tolerance): an altered figure must not land on another one."""
+    altered = literal
+    for factor in _FIGURE_FACTORS:
+        altered = round(literal * factor, places)
+        margin = 3 * tolerance * max(abs(altered), 1e-9)
+        if altered != literal and all(abs(abs(altered) - v) > margin for v in table):
+            return altered
+    return altered if altered != literal else literal + 1
+
+
 def alter_figures(text: str, chart: ChartRecord, tolerance: float) -> str | None:
-    """Every value mention (labels and dates left alone) scaled by 1.37 and written with as
-    many decimals as before; None when the text states no value."""
+    """Every value mention (labels and dates left alone) scaled away from every table value
+    and written with as many decimals as before; None when the text states no value."""
     mentions = value_mentions(text, chart, tolerance)
     if not mentions:
         return None
+    table = [abs(float(v)) for row in chart.rows for v in row[1:] if v is not None]
     out = text
     for mention in sorted(mentions, key=lambda m: m.span[0], reverse=True):
         start, end = mention.span
@@ -81,10 +94,7 @@ def alter_figures(text: str, chart: ChartRecord, tolerance: float) -> str | None
         if not number:
             continue
         places = _decimals(number)
-        literal = float(number.replace(",", ""))
-        altered = round(literal * _FIGURE_FACTOR, places)
-        if altered == literal:
-            altered = literal + 1
+        altered = _altered(float(number.replace(",", "")), places, table, tolerance)
         new = f"{altered:,.{places}f}" if "," in number else f"{altered:.{places}f}"
         out = out[:start] + written.replace(number, new, 1) + out[end:]
     return out

@@ -169,7 +169,10 @@ def essay_metrics(
         "parse_error": parsed.error,
         "numbers_mentioned": grounding.mentioned,
         "numbers_grounded": grounding.grounded,
-        "numeric_precision": grounding.fraction,
+        "numeric_precision": grounding.fraction,  # value level: the figure is in the table
+        "numbers_attributed": grounding.attributed,
+        # attribution level: the figure belongs to the row or series its sentence names
+        "attributed_precision": grounding.attributed_fraction,
         "key_value_recall": key_value_recall(body, chart, bounds.tolerance),
         "label_recall": label_recall(body, chart),
         "repeated_trigram_rate": repeated_ngram_rate(body, 3),
