@@ -117,6 +117,7 @@ class EssayRecord(BaseModel):
     reasoning: str = ""
     attempts: int = 0
     reasons: list[str] = []
+    cleaned: list[str] = []  # harmless wrapping stripped from the replies ("code_fence", ...)
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -6,6 +6,16 @@ A written figure matches a table value within a relative tolerance, or when it i
 rounded to the precision it is written with (12.46 written as "12.5" or "12"; 1,234 written as
 "1,200"; 1.23 million written as "1.2 million").
 
+Two levels of grounding (ground_numbers):
+- value level: a figure matches some table value, or a derived figure (difference, ratio, total,
+  share) that its sentence states as one ("rose by 12", "three times", "in total", "accounted
+  for"); a bare difference of two table values no longer grounds an arbitrary number;
+- attribution level: the figure matches the value of a row or series that the same sentence
+  names ("Heating 25%" is wrong when Heating is 40% and Cooling 25%), or a derived figure of the
+  named rows/series. A figure hedged with "about", "nearly", "over" ... may be off by
+  `approx_tolerance`.
+`names_subject` checks that an introduction names this chart's subject.
+
 Pass essay *body* text (no section marker lines): "Key features, paragraph 1:" holds a 1.
 """
 
@@ -13,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
@@ -78,13 +88,20 @@ class Mention:
 
 @dataclass
 class Grounding:
-    """How many of a text's value mentions the chart's table supports."""
+    """How many of a text's value mentions the chart's table supports, at two levels.
+
+    `grounded`/`fraction`: value level; `attributed`/`attributed_fraction`: attribution level
+    (a subset of the value-grounded mentions); `misattributed`: grounded but not attributed.
+    """
 
     mentioned: int
     grounded: int
     fraction: float | None
     ungrounded: list[str]
     labels: list[str] = field(default_factory=list)  # mentions read as labels or dates
+    attributed: int = 0
+    attributed_fraction: float | None = None
+    misattributed: list[str] = field(default_factory=list)
 
 
 def extract_numbers(text: str) -> list[Mention]:
@@ -228,9 +245,156 @@ def _sorted_abs(values: Iterable[float]) -> list[float]:
     return sorted({round(abs(v), 9) for v in values})
 
 
+# --- sentences, names and cues ---------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_NAME_WORD = re.compile(r"[^\W_]+(?:['’.,\-][^\W_]+)*")
+_NAME_STOP = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "by",
+        "with",
+        "from",
+        "per",
+        "or",
+        "vs",
+        "versus",
+        "total",
+        "all",
+        "number",
+        "amount",
+        "share",
+        "percentage",
+        "proportion",
+        "value",
+        "values",
+    }
+)
+# Title words that say what kind of figure, not what subject ("Number of ...", "... by year").
+_GENERIC = frozenset(
+    {
+        "chart",
+        "graph",
+        "table",
+        "data",
+        "figure",
+        "level",
+        "rate",
+        "average",
+        "year",
+        "month",
+        "week",
+        "day",
+        "period",
+        "selected",
+        "different",
+        "various",
+        "main",
+        "between",
+        "each",
+        "during",
+        "compared",
+        "comparison",
+        "change",
+        "trend",
+    }
+)
+_HEDGE = re.compile(
+    r"(?:about|around|approximately|approx\.?|roughly|nearly|almost|some|close\s+to|circa|"
+    r"just\s+(?:over|under|below|above)|over|under|more\s+than|less\s+than|fewer\s+than|above|"
+    r"below|up\s+to|at\s+least|at\s+most|well\s+over|~)\s*[$£€¥]?$",
+    re.IGNORECASE,
+)
+_DIFFERENCE_BEFORE = re.compile(
+    r"(?:\bby|\b(?:difference|gap|increase|decrease|rise|fall|drop|decline|growth|gain|loss|"
+    r"jump|margin|reduction|surge|lead)\s+of)\s+(?:(?:about|around|approximately|roughly|nearly|"
+    r"almost|some|just|over|under|only|a\s+further|another|a\s+mere|exactly)\s+)*[$£€¥]?$",
+    re.IGNORECASE,
+)
+_DIFFERENCE_AFTER = re.compile(
+    r"^\s*(?:[a-z]+\s+){0,2}?(?:more|less|fewer|higher|lower|greater|smaller|larger|bigger)"
+    r"\s+than\b",
+    re.IGNORECASE,
+)
+_RATIO_AFTER = re.compile(r"^\s*(?:times|-?fold)\b", re.IGNORECASE)
+_TOTAL_CUE = re.compile(
+    r"\b(?:total(?:led|ed|ling)?|combined|together|altogether|in\s+all|sum|aggregate)\b",
+    re.IGNORECASE,
+)
+_SHARE_CUE = re.compile(
+    r"\b(?:share|proportion|percentage|accounted|accounting|accounts?|made\s+up|makes?\s+up|"
+    r"comprised?|constitut\w*|of\s+(?:the\s+)?(?:total|all|whole))\b",
+    re.IGNORECASE,
+)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence: split after . ! ? followed by space, and at newlines."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if text[start : match.start()].strip():
+            spans.append((start, match.start()))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans
+
+
+def _norm(word: str) -> str:
+    word = word.lower().replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word
+
+
+def _word_matches(word: str, term: str) -> bool:
+    """A text word names a label term: equal, or both alphabetic and sharing a stem
+    ("Japanese" names "Japan", "Italian" names "Italy", "cars" names "car")."""
+    if word == term:
+        return True
+    if not (term.isalpha() and word.isalpha()) or len(term) < 4:
+        return False
+    stem = max(4, len(term) - 2)
+    return len(word) >= stem and word[:stem] == term[:stem]
+
+
+def name_terms(name: str) -> tuple[str, ...]:
+    """The words of a row, series or title that must appear for a text to name it."""
+    return tuple(
+        _norm(w) for w in _NAME_WORD.findall(name.split("(")[0]) if w.lower() not in _NAME_STOP
+    )
+
+
+def _names(terms: tuple[str, ...], text_words: list[str]) -> bool:
+    return bool(terms) and all(any(_word_matches(w, t) for w in text_words) for t in terms)
+
+
+_WRITTEN_RANGE = re.compile(r"(\d)\s*(?:to|–|—|-)\s*(\d)")
+
+
+def _text_words(text: str) -> list[str]:
+    """Normalised words; "aged 25 to 34" gives "25-34", the way a row label writes it."""
+    return [_norm(w) for w in _NAME_WORD.findall(_WRITTEN_RANGE.sub(r"\1-\2", text))]
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ChartNumbers:
-    """A chart's table prepared for grounding: values, simple derived values, label numbers."""
+    """A chart's table prepared for grounding: the grid of values, row and series names, and
+    the label numbers that are not values."""
 
     values: list[float]
     scale: float
@@ -239,9 +403,11 @@ class ChartNumbers:
     label_numbers: frozenset[float]
     label_patterns: tuple[re.Pattern[str], ...]
     direct: list[float]
-    derived: list[float]
-    shares: list[float]
     as_percent: list[float]
+    pie: bool  # every percentage on a pie chart is a share
+    grid: tuple[tuple[float | None, ...], ...]  # rows x series
+    row_terms: tuple[tuple[str, ...], ...]
+    series_terms: tuple[tuple[str, ...], ...]
 
     @classmethod
     def from_chart(cls, chart: ChartRecord) -> ChartNumbers:
@@ -255,7 +421,7 @@ class ChartNumbers:
         labels = [*descriptors, *names]
         label_numbers = frozenset(m.literal for text in labels for m in extract_numbers(text))
         numbered = sorted({n.strip() for n in names if any(ch.isdigit() for ch in n)}, key=len)
-        diffs = list(_differences(chart))
+        grid = tuple(tuple(None if v is None else float(v) for v in row[1:]) for row in chart.rows)
         return cls(
             values=values,
             scale=scale,
@@ -264,9 +430,11 @@ class ChartNumbers:
             label_numbers=label_numbers,
             label_patterns=tuple(_label_pattern(name) for name in reversed(numbered)),
             direct=_sorted_abs(_scaled(values, scale)),
-            derived=_sorted_abs(_scaled(diffs, scale)),
-            shares=[] if percent_table else _sorted_abs(_shares(chart)),
             as_percent=_sorted_abs(v * 100 for v in values) if fraction_table else [],
+            pie=chart.chart_type == "pie",
+            grid=grid,
+            row_terms=tuple(name_terms(str(row[0])) for row in chart.rows),
+            series_terms=tuple(name_terms(str(c)) for c in chart.columns[1:]),
         )
 
     def split(self, text: str, tolerance: float) -> tuple[list[Mention], list[Mention]]:
@@ -292,31 +460,141 @@ class ChartNumbers:
 
     def is_value(self, mention: Mention, tolerance: float) -> bool:
         """The mention matches a table value itself (no derived values)."""
-        return any(_any_close(self.direct, w, s, tolerance) for w, s in mention.readings())
-
-    def grounds(self, mention: Mention, tolerance: float) -> bool:
-        """The mention matches a table value, a difference of two values, or a share (for %)."""
-        pools = [self.direct, self.derived]
-        if mention.is_percent:
-            pools += [self.as_percent, self.shares]
+        pools = [self.direct, self.as_percent] if mention.is_percent else [self.direct]
         return any(
-            _any_close(pool, written, step, tolerance)
-            for written, step in mention.readings()
-            for pool in pools
+            _any_close(pool, w, s, tolerance) for w, s in mention.readings() for pool in pools
         )
 
     def mentions_value(self, mention: Mention, value: float, tolerance: float) -> bool:
         """The mention states this one table value (scaled or, for %, as a percentage)."""
-        targets = [value]
-        if self.scale != 1.0:
-            targets.append(value * self.scale)
-        if mention.is_percent and self.fraction_table:
-            targets.append(value * 100)
-        return any(
-            close_to(written, step, target, tolerance)
-            for written, step in mention.readings()
-            for target in targets
-        )
+        return self._states(mention, [value], tolerance)
+
+    def _states(self, mention: Mention, values: Iterable[float], tolerance: float) -> bool:
+        """The mention states one of these table-unit values (scaled, or as a percentage)."""
+        targets = []
+        for value in values:
+            targets.append(value)
+            if self.scale != 1.0:
+                targets.append(value * self.scale)
+            if mention.is_percent and self.fraction_table:
+                targets.append(value * 100)
+        return _states_any(mention, targets, tolerance)
+
+    # -- attribution --------------------------------------------------------------------------
+
+    def named_cells(self, sentence: str) -> list[tuple[int, int]]:
+        """Cells (row, series) in a row or a series this sentence names (series names count
+        on multi-series tables only: a single series is the chart's measure, not a name)."""
+        text_words = _text_words(sentence)
+        rows = [r for r, terms in enumerate(self.row_terms) if _names(terms, text_words)]
+        width = len(self.series_terms)
+        series = []
+        if width > 1:
+            series = [c for c, terms in enumerate(self.series_terms) if _names(terms, text_words)]
+        return [
+            (r, c)
+            for r, row in enumerate(self.grid)
+            for c, value in enumerate(row)
+            if value is not None and (r in rows or c in series)
+        ]
+
+    def _cell(self, cell: tuple[int, int]) -> float:
+        value = self.grid[cell[0]][cell[1]]
+        assert value is not None
+        return value
+
+    def _totals(self, cells: list[tuple[int, int]]) -> tuple[list[float], list[float]]:
+        """(totals, shares in %) over these cells: their sum, the totals of their rows and
+        series, and each cell as a share of its series and its row."""
+        series_total = {c: _sum(row[c] for row in self.grid) for _, c in cells}
+        row_total = {r: _sum(self.grid[r]) for r, _ in cells}
+        totals = [*series_total.values(), *row_total.values()]
+        if len(cells) > 1:
+            totals.append(sum(self._cell(cell) for cell in cells))
+        shares = []
+        for r, c in cells:
+            value = self._cell((r, c))
+            for total in (series_total[c], row_total[r]):
+                if total > 0 and value >= 0:
+                    shares.append(100 * value / total)
+        return totals, shares
+
+    def _derived(
+        self, mention: Mention, cue: str, cells: list[tuple[int, int]], tolerance: float
+    ) -> bool:
+        """The mention is the derived figure its cue announces, computed from these cells."""
+        if cue == "total":
+            totals, shares = self._totals(cells)
+            if self._states(mention, totals, tolerance):
+                return True
+            return (
+                mention.is_percent
+                and not self.percent_table
+                and _states_any(mention, shares, tolerance)
+            )
+        if cue == "share":
+            _, shares = self._totals(cells)
+            return not self.percent_table and _states_any(mention, shares, tolerance)
+        values = [self._cell(cell) for cell in cells]
+        pairs = [(a, b) for a, b in combinations(values, 2) if a != b]
+        if cue == "difference":
+            if self._states(mention, [abs(a - b) for a, b in pairs], tolerance):
+                return True
+            changes = [100 * (b - a) / a for x, y in pairs for a, b in ((x, y), (y, x)) if a]
+            return mention.is_percent and _states_any(mention, changes, tolerance)
+        if cue == "ratio":
+            ratios = [max(a, b) / min(a, b) for a, b in pairs if min(a, b) > 0]
+            return _states_any(mention, ratios, tolerance)
+        return False
+
+    def _series_cells(self, cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Every cell of the series and rows these cells lie in (for derived figures)."""
+        rows = {r for r, _ in cells}
+        series = {c for _, c in cells}
+        width = len(self.series_terms)
+        out = {(r, c) for r in rows for c in range(width)} | {
+            (r, c) for c in series for r in range(len(self.grid))
+        }
+        return sorted(cell for cell in out if self.grid[cell[0]][cell[1]] is not None)
+
+    def all_cells(self) -> list[tuple[int, int]]:
+        return [
+            (r, c) for r, row in enumerate(self.grid) for c, v in enumerate(row) if v is not None
+        ]
+
+
+def _sum(values: Iterable[float | None]) -> float:
+    return sum(v for v in values if v is not None)
+
+
+def _states_any(mention: Mention, targets: Iterable[float], tolerance: float) -> bool:
+    return any(
+        close_to(written, step, target, tolerance)
+        for written, step in mention.readings()
+        for target in targets
+    )
+
+
+def _cues(sentence: str, mention: Mention, offset: int, pie: bool) -> list[str]:
+    """The derived figures the sentence states this mention as: "difference" ("by 12", "12
+    more than"), "ratio" ("3 times"), "total" ("in total", "combined"), "share" (a percentage
+    with "accounted for", "share", "of the total")."""
+    before = sentence[: mention.span[0] - offset]
+    after = sentence[mention.span[1] - offset :]
+    cues = []
+    if _DIFFERENCE_BEFORE.search(before) or _DIFFERENCE_AFTER.match(after):
+        cues.append("difference")
+    if _RATIO_AFTER.match(after):
+        cues.append("ratio")
+    if _TOTAL_CUE.search(sentence):
+        cues.append("total")
+    if mention.is_percent and (pie or _SHARE_CUE.search(sentence)):
+        cues.append("share")
+    return cues
+
+
+def _hedged(sentence: str, mention: Mention, offset: int) -> bool:
+    return bool(_HEDGE.search(sentence[: mention.span[0] - offset].rstrip()))
 
 
 def _table_scale(described: str) -> float:
@@ -330,28 +608,10 @@ def _scaled(values: list[float], scale: float) -> list[float]:
     return values if scale == 1.0 else [*values, *(v * scale for v in values)]
 
 
-def _differences(chart: ChartRecord) -> Iterator[float]:
-    """Differences between two values of one series, or of two series in one row."""
-    width = len(chart.columns)
-    columns = [[row[c] for row in chart.rows if row[c] is not None] for c in range(1, width)]
-    rows = [[v for v in row[1:] if v is not None] for row in chart.rows]
-    for group in (*columns, *rows):
-        for a, b in combinations(group, 2):
-            if a != b:
-                yield float(a) - float(b)
-
-
-def _shares(chart: ChartRecord) -> Iterator[float]:
-    """Each value as a percentage of its series total (pie slices given as raw counts)."""
-    for c in range(1, len(chart.columns)):
-        series = [float(row[c]) for row in chart.rows if row[c] is not None]
-        total = sum(series)
-        if total > 0 and all(v >= 0 for v in series):
-            yield from (100 * v / total for v in series)
-
-
 def _label_pattern(name: str) -> re.Pattern[str]:
+    """The name as written in a text; a numeric range "25-34" also as "25 to 34"."""
     words = r"\s+".join(re.escape(part) for part in name.split())
+    words = re.sub(r"(?<=\d)\\-(?=\d)", r"\\s*(?:-|–|—|to)\\s*", words)
     return re.compile(rf"(?<![\w.]){words}(?!\w)", re.IGNORECASE)
 
 
@@ -360,26 +620,116 @@ def value_mentions(text: str, chart: ChartRecord, tolerance: float = 0.0) -> lis
     return ChartNumbers.from_chart(chart).split(text, tolerance)[0]
 
 
-def ground_numbers(text: str, chart: ChartRecord, tolerance: float) -> Grounding:
-    """Count the value mentions in `text` and those the chart's table supports.
+def ground_numbers(
+    text: str, chart: ChartRecord, tolerance: float, approx_tolerance: float = 0.05
+) -> Grounding:
+    """Count the value mentions in `text`, those the chart's table supports (value level) and
+    those attributed to a row or series their sentence names (attribution level).
 
     Label numbers (a year that is a row label, "18-24" as an age band, "10" in the title)
     are not values (see ChartNumbers.split). A year-like number (1800-2100, no unit) that is
-    neither a label nor a table value is read as a date and left out too.
+    neither a label nor a table value is read as a date and left out too. A figure hedged with
+    "about", "nearly", "over" ... may differ by `approx_tolerance` (relative).
     """
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if tolerance < 0 or approx_tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance} / {approx_tolerance}")
     table = ChartNumbers.from_chart(chart)
     values, label_mentions = table.split(text, tolerance)
-    grounded, ungrounded, labels = 0, [], [m.text for m in label_mentions]
+    labels = [m.text for m in label_mentions]
+    everything = table.all_cells()
+    grounded, attributed = 0, 0
+    ungrounded: list[str] = []
+    misattributed: list[str] = []
+    spans = sentence_spans(text)
     for mention in values:
-        ok = table.grounds(mention, tolerance)
-        if ok:
-            grounded += 1
-        elif mention.is_year:
-            labels.append(mention.text)
+        start, end = next(((a, b) for a, b in spans if a <= mention.span[0] < b), (0, len(text)))
+        sentence = text[start:end]
+        tol = max(tolerance, approx_tolerance) if _hedged(sentence, mention, start) else tolerance
+        cues = _cues(sentence, mention, start, table.pie)
+        cells = table.named_cells(sentence)
+        value_ok = table.is_value(mention, tol) or any(
+            table._derived(mention, cue, everything, tol) for cue in cues
+        )
+        if not value_ok:
+            if mention.is_year:
+                labels.append(mention.text)
+            else:
+                ungrounded.append(mention.text)
+            continue
+        grounded += 1
+        related = table._series_cells(cells) if cells else []
+        if cells and (
+            table._states(mention, [table._cell(c) for c in cells], tol)
+            or any(
+                table._derived(
+                    mention, cue, related if cue in ("difference", "ratio") else cells, tol
+                )
+                for cue in cues
+            )
+        ):
+            attributed += 1
+        elif not cells and "total" in cues and table._derived(mention, "total", everything, tol):
+            attributed += 1  # "in total, 500": the whole table's total needs no name
         else:
-            ungrounded.append(mention.text)
+            misattributed.append(mention.text)
     mentioned = grounded + len(ungrounded)
-    fraction = grounded / mentioned if mentioned else None
-    return Grounding(mentioned, grounded, fraction, ungrounded, labels)
+    return Grounding(
+        mentioned=mentioned,
+        grounded=grounded,
+        fraction=grounded / mentioned if mentioned else None,
+        ungrounded=ungrounded,
+        labels=labels,
+        attributed=attributed,
+        attributed_fraction=attributed / mentioned if mentioned else None,
+        misattributed=misattributed,
+    )
+
+
+def names_subject(text: str, chart: ChartRecord) -> bool:
+    """The text names this chart's subject and not another chart's: at least half of the
+    title's key terms, or two of its row or series names; and no year outside the years the
+    chart covers (an introduction carrying another chart's title and period fails)."""
+    if _foreign_years(text, chart):
+        return False
+    text_words = _text_words(text)
+    key_terms = {t for t in name_terms(chart.title) if t.isalpha() and t not in _GENERIC}
+    found = sum(1 for t in key_terms if any(_word_matches(w, t) for w in text_words))
+    if key_terms and 2 * found >= len(key_terms):
+        return True
+    names = [name_terms(str(row[0])) for row in chart.rows] + [
+        name_terms(c) for c in chart.columns[1:]
+    ]
+    named = {terms for terms in names if terms and any(t.isalpha() for t in terms)}
+    return sum(1 for terms in named if _names(terms, text_words)) >= 2
+
+
+def _years(texts: Iterable[str]) -> list[float]:
+    return [
+        m.literal
+        for text in texts
+        for m in extract_numbers(text)
+        if m.is_year
+        or (
+            m.literal.is_integer()
+            and _YEAR_RANGE[0] <= m.literal <= _YEAR_RANGE[1]
+            and "." not in m.text
+            and "," not in m.text
+            and not m.is_percent
+        )
+    ]
+
+
+def _foreign_years(text: str, chart: ChartRecord) -> list[float]:
+    """Years in the text outside the span of years the chart's title and labels name."""
+    described = [
+        chart.title,
+        chart.x_label,
+        chart.unit,
+        *chart.columns,
+        *(str(r[0]) for r in chart.rows),
+    ]
+    span = _years(described)
+    if not span:
+        return []
+    low, high = min(span), max(span)
+    return [y for y in _years([text]) if not low <= y <= high]

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
-from chartdistill.essay.grounding import ground_numbers
+from chartdistill.essay.grounding import Grounding, ground_numbers, names_subject
 from chartdistill.essay.sections import SECTIONS
 
 REASON_CODES: tuple[str, ...] = (
@@ -24,12 +24,21 @@ REASON_CODES: tuple[str, ...] = (
     "empty_section",
     "too_short",
     "too_long",
+    "chat_markup",
+    "role_text",
+    "instruction_text",
     "list_or_markdown",
     "question_list",
     "loop",
+    "off_subject",
     "too_few_numbers",
     "ungrounded_numbers",
+    "misattributed_numbers",
 )
+# Text that is not essay prose, whatever the chart (clean_prose). The first three mark text
+# addressed to a model, a judge or a reader: a reply carrying them anywhere is rejected.
+INJECTION_CODES: tuple[str, ...] = ("chat_markup", "role_text", "instruction_text")
+PROSE_CODES: tuple[str, ...] = (*INJECTION_CODES, "list_or_markdown", "question_list")
 
 
 class EssayBounds(Section):
@@ -39,7 +48,14 @@ class EssayBounds(Section):
     max_words: int = Field(default=300, ge=1)
     min_numbers: int = Field(default=3, ge=0)
     min_grounded_fraction: float = Field(default=0.9, ge=0, le=1)
+    # Share of figures that match a row or series named in their own sentence (or a derived
+    # figure of those the sentence states as one): attribution-level grounding.
+    min_attributed_fraction: float = Field(default=0.8, ge=0, le=1)
     tolerance: float = Field(default=0.02, ge=0, le=1)
+    # Relative tolerance for a figure hedged with "about", "nearly", "over", ...
+    approx_tolerance: float = Field(default=0.05, ge=0, le=1)
+    # The introduction must name this chart's subject (title key terms or its categories).
+    require_subject: bool = True
     max_repeated_trigram_rate: float = Field(default=0.15, ge=0, le=1)
 
     @model_validator(mode="after")
@@ -287,6 +303,120 @@ def essay_body(text: str) -> str:
     return parse_sections(text).body
 
 
+# --- prose cleaning --------------------------------------------------------------------------
+
+_FENCE_LINE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[\w+.-]*[ \t]*$", re.MULTILINE)
+_ACK = r"(?:sure|certainly|of\s+course|okay|ok|absolutely)"
+_PREAMBLE = re.compile(
+    rf"^\W*(?:{_ACK}\W+)?(?:here\s+(?:is|are)|here['’]s|below\s+(?:is|are))\b[^\n]{{0,150}}$"
+    rf"|^\W*{_ACK}\W*$",
+    re.IGNORECASE,
+)
+_CHAT_MARKUP = re.compile(
+    r"<\|[^|<>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>"
+    r"|^[ \t]*(?:<\|?)?(?:im_start|im_end)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ROLES = (
+    r"system|user|assistant|human|ai|bot|model|developer|instructions?|prompt|judge|grader"
+    r"|examiner|evaluator|reviewer|note\s+to\s+(?:the\s+)?(?:judge|grader|examiner|evaluator)"
+)
+_ROLE_TEXT = re.compile(
+    rf"(?:^|(?<=[.!?:;])|(?<=[.!?:;][\"'’”)]))[ \t]*(?:#+[ \t]*|\[)?(?:{_ROLES})[ \t]*(?:\]|:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_AUDIENCE = r"judges?|graders?|examiners?|evaluators?|markers?|raters?|reviewers?"
+_INSTRUCTION_TEXT = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|the\s+|your\s+)*"
+    r"(?:previous|prior|above|earlier|preceding|former|original|system|these|those)?\s*"
+    r"(?:instructions?|prompts?|rules|messages?|directions?|guidelines)"
+    r"|\bas\s+an?\s+(?:ai|artificial\s+intelligence|(?:large\s+)?language\s+model|llm|assistant)\b"
+    r"|\b(?:i\s+am|i['’]m)\s+(?:just\s+)?an?\s+(?:ai|language\s+model|assistant|chatbot)\b"
+    r"|\blanguage\s+model\b|\bnew\s+instructions?\b"
+    rf"|\b(?:dear|to\s+the|attention|hey|hello)\s*,?\s+(?:{_AUDIENCE})\b"
+    rf"|\b(?:the\s+)?(?:{_AUDIENCE})\s+(?:should|must|will|shall|needs?\s+to|has\s+to)\b"
+    r"|\b(?:score|grade|rate|mark|award|give)\s+(?:this|my|the\s+following)\s+"
+    r"(?:essay|answer|response|text)\b"
+    r"|\b(?:choose|pick|prefer|select|vote\s+for)\s+(?:essay|answer|response|option)\s+[ab]\b"
+    r"|\b(?:essay|answer|response)\s+[ab]\s+(?:is|was)\s+(?:better|best|the\s+winner)\b"
+    r"|\bi\s+hope\s+(?:this|that|it)\s+helps\b|\blet\s+me\s+know\b|\bfeel\s+free\s+to\b"
+    r"|\bif\s+you\s+(?:need|want|would\s+like|have\s+any)\b|\bas\s+(?:you\s+)?requested\b"
+    r"|\byou\s+(?:must|should|are\s+to|will\s+now)\s+(?:now\s+)?"
+    r"(?:ignore|answer|output|respond|reply|write|say|print|rate|score)\b"
+    r"|\b(?:respond|reply|answer)\s+(?:only\s+)?with\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Prose:
+    """A text as essay prose: harmless wrapping removed, and why it is not prose (if so).
+
+    `reasons` are codes from PROSE_CODES (empty: the text is prose); `stripped` names what was
+    removed as harmless ("reasoning", "code_fence", "preamble"); `reasoning` holds removed
+    chain-of-thought blocks, kept beside the text, never in it.
+    """
+
+    text: str
+    reasons: list[str]
+    stripped: list[str]
+    reasoning: str = ""
+
+
+def injection_reasons(text: str) -> list[str]:
+    """INJECTION_CODES the text trips: chat markup, role labels ("SYSTEM:", "User:"), and
+    text addressed to a model, judge or reader ("ignore previous instructions", "as an AI")."""
+    found = {
+        "chat_markup": bool(_CHAT_MARKUP.search(text)),
+        "role_text": bool(_ROLE_TEXT.search(text)),
+        "instruction_text": bool(_INSTRUCTION_TEXT.search(text)),
+    }
+    return [code for code in INJECTION_CODES if found[code]]
+
+
+def asks_questions(text: str) -> bool:
+    """Some sentence of the text is a question (an essay states; it does not ask)."""
+    return question_stats(text)[0] > 0
+
+
+def prose_reasons(text: str) -> list[str]:
+    """PROSE_CODES the text trips: injection, lists/headings/markdown, questions."""
+    reasons = injection_reasons(text)
+    if has_list_or_markdown(text):
+        reasons.append("list_or_markdown")
+    if asks_questions(text):
+        reasons.append("question_list")
+    return reasons
+
+
+def strip_wrapping(text: str) -> Prose:
+    """Remove what is harmless around prose: reasoning blocks, wrapper tags, code-fence lines
+    and a leading "Here is the essay:" / "Sure!" line. `reasons` stays empty."""
+    stripped: list[str] = []
+    reasoning, rest, _ = _split_reasoning(text)
+    if reasoning:
+        stripped.append("reasoning")
+    if _FENCE_LINE.search(rest):
+        rest = _FENCE_LINE.sub("", rest)
+        stripped.append("code_fence")
+    lines = rest.strip().splitlines()
+    while len(lines) > 1 and (
+        not lines[0].strip() or (len(words(lines[0])) <= 25 and _PREAMBLE.match(lines[0]))
+    ):
+        if lines[0].strip() and "preamble" not in stripped:
+            stripped.append("preamble")
+        lines.pop(0)
+    return Prose("\n".join(lines).strip(), [], stripped, "\n\n".join(reasoning))
+
+
+def clean_prose(text: str) -> Prose:
+    """Essay prose from a model's reply: wrapping stripped (strip_wrapping), then the reasons
+    (prose_reasons) it is not prose. Use it on teacher sections, judge replies' free text, and
+    student essays before they are judged."""
+    wrapped = strip_wrapping(text)
+    return Prose(wrapped.text, prose_reasons(wrapped.text), wrapped.stripped, wrapped.reasoning)
+
+
 # --- validation ------------------------------------------------------------------------------
 
 
@@ -319,15 +449,24 @@ def validate_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBo
         failed.add("too_short")
     if count > bounds.max_words:
         failed.add("too_long")
-    if has_list_or_markdown(body):
-        failed.add("list_or_markdown")
-    if is_question_list(body):
-        failed.add("question_list")
+    failed.update(prose_reasons(body))
     if has_loop(body, bounds.max_repeated_trigram_rate):
         failed.add("loop")
-    grounding = ground_numbers(body, chart, bounds.tolerance)
+    introduction = sections.get("introduction", "")
+    if bounds.require_subject and introduction.strip() and not names_subject(introduction, chart):
+        failed.add("off_subject")
+    grounding = essay_grounding(sections, chart, bounds)
     if grounding.mentioned < bounds.min_numbers:
         failed.add("too_few_numbers")
     if grounding.fraction is not None and grounding.fraction < bounds.min_grounded_fraction:
         failed.add("ungrounded_numbers")
+    attributed = grounding.attributed_fraction
+    if attributed is not None and attributed < bounds.min_attributed_fraction:
+        failed.add("misattributed_numbers")
     return [code for code in REASON_CODES if code in failed]
+
+
+def essay_grounding(sections: dict[str, str], chart: ChartRecord, bounds: EssayBounds) -> Grounding:
+    """Value- and attribution-level grounding of the essay body's figures."""
+    body = _join(sections[s].strip() for s in SECTIONS if s in sections)
+    return ground_numbers(body, chart, bounds.tolerance, bounds.approx_tolerance)

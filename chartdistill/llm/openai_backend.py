@@ -12,6 +12,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,13 +21,32 @@ from typing import Any
 import openai
 from tqdm import tqdm
 
-from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams, OnResult
+from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams, OnResult, finish_error
 
 log = logging.getLogger(__name__)
 
 MAX_BAD_RESPONSE_RETRIES = 2  # malformed / empty responses: retried at most this many times
 MAX_RETRY_AFTER_S = 600.0  # a server asking for longer than this is capped (and logged)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# Reasoning a server leaves in the content: leading <think>/<thinking>/<reasoning> blocks, or
+# a bare closing tag when the chat template opened the block in the prompt.
+_THINK_BLOCK = re.compile(r"^\s*<(think|thinking|reasoning)>(.*?)</\1\s*>", re.DOTALL | re.I)
+_THINK_CLOSE = re.compile(r"^(.*?)</(?:think|thinking|reasoning)\s*>", re.DOTALL | re.I)
+_THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.I)
+
+
+def split_reasoning(content: str) -> tuple[str, str]:
+    """(reasoning, answer): leading <think> blocks, or all text before a bare closing tag when
+    the chat template opened the block in the prompt, are reasoning, never part of the answer."""
+    parts: list[str] = []
+    while match := _THINK_BLOCK.match(content):
+        parts.append(match.group(2).strip())
+        content = content[match.end() :]
+    close = _THINK_CLOSE.match(content)
+    if close and not _THINK_OPEN.search(close.group(1)):
+        parts.append(close.group(1).strip())
+        content = content[close.end() :]
+    return "\n\n".join(p for p in parts if p), content.strip()
 
 
 @dataclass
@@ -37,6 +57,7 @@ class _Attempt:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    reasoning: str = ""
     error: str | None = None
     retryable: bool = False
     retry_after_s: float | None = None
@@ -72,12 +93,31 @@ def backoff_delay(retry: int, base_s: float, max_s: float, rng: random.Random) -
     return rng.uniform(0.0, min(max_s, base_s * (2 ** max(0, retry - 1))))
 
 
+def _server_reasoning(message: Any) -> str:
+    """Reasoning a server returns beside the content (`reasoning_content`: DeepSeek, vLLM,
+    transformers serve; `reasoning`: OpenRouter, Ollama)."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if value is None:
+            value = (getattr(message, "model_extra", None) or {}).get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
 def _parse_completion(completion: Any) -> _Attempt:
-    """Text, usage and finish reason of a completion; malformed/empty become errors."""
+    """Text, reasoning, usage and finish reason of a completion.
+
+    Malformed or empty replies are retryable errors. A reply that did not end with a normal
+    stop (cut by max_tokens, filtered, a tool call, no finish reason) is an error named by
+    `finish_error` ("truncated", ...) that keeps its text: not retried here (the same request
+    would end the same way), never cached, and the caller may ask again with more tokens.
+    """
     try:
         choices = completion.choices
         choice = choices[0]
-        content = choice.message.content
+        message = choice.message
+        content = message.content
         finish = choice.finish_reason
     except (AttributeError, IndexError, KeyError, TypeError) as exc:
         return _Attempt(error="malformed_response", retryable=True, detail=repr(exc))
@@ -86,7 +126,20 @@ def _parse_completion(completion: Any) -> _Attempt:
     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
     if content is not None and not isinstance(content, str):
         return _Attempt(error="malformed_response", retryable=True, detail="content not a string")
-    if not content or not content.strip():
+    reasoning, content = split_reasoning(content or "")
+    reasoning = "\n\n".join(r for r in (_server_reasoning(message), reasoning) if r)
+    stopped = finish_error(finish)
+    if stopped is not None:
+        return _Attempt(
+            text=content or None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
+            reasoning=reasoning,
+            error=stopped,
+            detail=f"finish_reason={finish}",
+        )
+    if not content:
         return _Attempt(
             error="empty_content",
             retryable=True,
@@ -100,6 +153,7 @@ def _parse_completion(completion: Any) -> _Attempt:
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason=finish,
+        reasoning=reasoning,
     )
 
 
@@ -201,6 +255,7 @@ class OpenAIBackend:
                     finish_reason=attempt.finish_reason,
                     error=None,
                     tries=tries,
+                    reasoning=attempt.reasoning,
                 )
             bad = attempt.error in ("malformed_response", "empty_content")
             bad_responses += bad
@@ -218,13 +273,14 @@ class OpenAIBackend:
                     attempt.detail,
                 )
                 return ChatResult(
-                    text=None,
+                    text=attempt.text,  # a truncated or filtered reply keeps what came back
                     prompt_tokens=attempt.prompt_tokens,
                     completion_tokens=attempt.completion_tokens,
                     latency_s=time.perf_counter() - start,
                     finish_reason=attempt.finish_reason,
                     error=attempt.error,
                     tries=tries,
+                    reasoning=attempt.reasoning,
                 )
             delay = self._delay(tries, attempt)
             log.debug("%s: %s, retry %d in %.2fs", self.model_id, attempt.error, tries, delay)

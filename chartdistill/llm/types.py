@@ -131,6 +131,7 @@ class ChatResult:
     error: str | None = None
     tries: int = 1
     cached: bool = False
+    reasoning: str = ""  # reasoning the server returned apart from the content (never the essay)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +139,28 @@ class ChatResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Finish reasons of a reply that ended on its own ("scored": a scoring backend's answer);
+# anything else is not an answer.
+NORMAL_FINISH = frozenset({"stop", "eos", "end_turn", "stop_sequence", "scored"})
+# Error names for the other finish reasons a server reports (absent: "no_finish_reason").
+FINISH_ERRORS: dict[str, str] = {
+    "length": "truncated",
+    "max_tokens": "truncated",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_call",
+    "function_call": "tool_call",
+}
+
+
+def finish_error(finish_reason: str | None) -> str | None:
+    """None for a normal stop, else the error a reply that ended this way is recorded with."""
+    if finish_reason in NORMAL_FINISH:
+        return None
+    if not finish_reason:
+        return "no_finish_reason"
+    return FINISH_ERRORS.get(finish_reason, f"finish_{finish_reason}")
 
 
 class ChatBackend(Protocol):
