@@ -88,10 +88,36 @@ def test_processor_round_trips_with_chat_template(tiny_dir: Path) -> None:
     assert logits.shape[:2] == batch["input_ids"].shape
 
 
-def test_default_params_give_five_tiles_of_49_tokens() -> None:
+def test_default_image_budget_is_one_tile_offline_and_two_per_side_pretrained(
+    tmp_path: Path,
+) -> None:
     params = StudentParams()
     assert params.image_seq_len == 49
-    assert params.longest_edge == 2 * params.vision.image_size
+    assert params.longest_edge == "auto"
+    assert params.image_longest_edge(params.vision.image_size) == params.vision.image_size
+    local = StudentParams(base=str(tmp_path))
+    assert local.image_longest_edge(512) == 1024 and local.image_longest_edge(384) == 768
+    assert StudentParams(longest_edge=448).image_longest_edge(224) == 448
+    with pytest.raises(ValueError, match="longest_edge"):
+        StudentParams(longest_edge=200)
+
+
+def test_offline_tokenizer_has_smolvlm_added_tokens_in_the_real_order(tiny_dir: Path) -> None:
+    _, processor = load_student(tiny_dir)
+    tokenizer = processor.tokenizer
+    assert len(tokenizer) == 49280
+    expected = {
+        "<global-img>": 49152,
+        "<row_1_col_1>": 49153,
+        "<row_1_col_2>": 49154,
+        "<row_6_col_6>": 49188,
+        "<fake_token_around_image>": 49189,
+        "<image>": 49190,
+        "<|reserved_special_token_0|>": 49191,
+        "<|reserved_special_token_87|>": 49278,
+        END_OF_UTTERANCE: 49279,
+    }
+    assert {token: tokenizer.convert_tokens_to_ids(token) for token in expected} == expected
 
 
 def test_hub_id_needs_a_revision(tmp_path: Path) -> None:

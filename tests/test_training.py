@@ -16,11 +16,15 @@ from chartdistill.student.model import END_OF_UTTERANCE, load_student
 from chartdistill.student.training import (
     IGNORE_INDEX,
     LoraParams,
+    TooFewSamples,
     TrainParams,
     dataset_hash,
+    fit_max_length,
+    fit_splits,
     load_splits,
     loss_history,
     make_collator,
+    sample_length,
     train_variant,
 )
 from tests.test_student import chart_image, tiny_student_dir
@@ -81,7 +85,7 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def small_params(**overrides: Any) -> TrainParams:
     base = {
-        "lora": LoraParams(r=4, alpha=8, dropout=0.0),
+        "lora": LoraParams(r=4, alpha=8, dropout=0.0, train_connector=True),
         "learning_rate": 5e-3,
         "max_steps": 4,
         "per_device_train_batch_size": 2,
@@ -134,18 +138,40 @@ def test_collator_labels_only_the_essay_and_end_token(tiny_dir: Path, dataset_di
         assert (labels[i][positions] == ids[i][positions]).all()
 
 
-def test_collator_truncates_the_essay_and_rejects_a_prompt_too_long(
-    tiny_dir: Path, dataset_dir: Path
-) -> None:
+def test_collator_never_truncates(tiny_dir: Path, dataset_dir: Path) -> None:
     _, processor = load_student(tiny_dir)
     rows = list(load_splits(dataset_dir)["train"].select(range(2)))
     full = make_collator(processor, PROMPT)(rows)
-    essay_start = int((full["labels"][0] != IGNORE_INDEX).nonzero()[0])
-    cut = make_collator(processor, PROMPT, max_length=essay_start + 3)(rows)
-    assert cut["input_ids"].shape[1] == essay_start + 3
-    assert int((cut["labels"][0] != IGNORE_INDEX).sum()) == 3
-    with pytest.raises(ValueError, match="item c0: prompt and image take"):
-        make_collator(processor, PROMPT, max_length=essay_start)(rows)
+    longest = int(full["attention_mask"].sum(dim=1).max())
+    fits = make_collator(processor, PROMPT, max_length=longest)(rows)
+    assert fits["input_ids"].shape == full["input_ids"].shape
+    with pytest.raises(ValueError, match=r"item c\d: \d+ tokens exceed max_length"):
+        make_collator(processor, PROMPT, max_length=longest - 1)(rows)
+
+
+def test_samples_too_long_are_dropped_with_a_reason_never_cut(
+    tiny_dir: Path, dataset_dir: Path
+) -> None:
+    _, processor = load_student(tiny_dir)
+    train = load_splits(dataset_dir)["train"]
+    lengths = [sample_length(processor, PROMPT, row)[0] for row in train]
+    collated = make_collator(processor, PROMPT)(list(train))
+    assert lengths == collated["attention_mask"].sum(dim=1).tolist()
+    limit = sorted(lengths)[len(lengths) // 2]
+    kept, dropped = fit_max_length(train, processor, PROMPT, limit, "train")
+    assert len(kept) == sum(n <= limit for n in lengths) and len(kept) + len(dropped) == len(train)
+    too_long = {row["id"] for row, n in zip(train, lengths, strict=True) if n > limit}
+    assert too_long and {d["id"] for d in dropped} == too_long
+    assert all(f"exceed train.max_length {limit}" in d["reason"] for d in dropped)
+    batch = make_collator(processor, PROMPT, max_length=limit)(list(kept))
+    eou = processor.tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)
+    for i in range(len(kept)):
+        labelled = batch["labels"][i][batch["labels"][i] != IGNORE_INDEX]
+        assert labelled[-1] == eou
+
+    data = load_splits(dataset_dir)
+    with pytest.raises(TooFewSamples, match=r"only \d+ of 8 train samples fit train.max_length"):
+        fit_splits(data, processor, PROMPT, small_params(max_length=min(lengths) - 1))
 
 
 def test_load_splits_names_missing_columns(tmp_path: Path) -> None:
@@ -207,6 +233,14 @@ def test_training_updates_lora_only_and_records_mlflow(
     assert any(not snapshot.before[k].equal(snapshot.after[k]) for k in lora if "lora_B" in k)
     assert any(not snapshot.before[k].equal(snapshot.after[k]) for k in saved)
     assert all(snapshot.before[k].equal(snapshot.after[k]) for k in frozen)
+    assert not any("vision_model" in k for k in lora)  # text-model attention only by default
+    parts = {k: metrics[k] for k in ("trainable_text", "trainable_vision", "trainable_connector")}
+    assert parts["trainable_vision"] == 0 and parts["trainable_text"] > 0
+    assert parts["trainable_connector"] > 0  # train_connector=True in small_params
+    assert sum(parts.values()) == metrics["trainable_params"]
+    assert metrics["adapter_mib"] > 0
+    assert metrics["train_samples"] == 8 and metrics["train_dropped_too_long"] == 0
+    assert metrics["validation_samples"] == 2 and metrics["dropped"] == []
 
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     assert (out / "processor_config.json").exists()
@@ -218,6 +252,8 @@ def test_training_updates_lora_only_and_records_mlflow(
     assert "git_commit" in run.data.tags
     assert float(run.data.params["learning_rate"]) == pytest.approx(5e-3)
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
+    assert run.data.metrics["trainable_params"] == metrics["trainable_params"]
+    assert run.data.metrics["adapter_mib"] == metrics["adapter_mib"]
     assert client.get_metric_history(run.info.run_id, "eval_loss")
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "adapter")]
     assert "adapter/adapter_config.json" in artifacts

@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from chartdistill.config import Section
 from chartdistill.device import resolve_dtype
-from chartdistill.student.model import load_student
+from chartdistill.student.model import load_student, stop_token_ids
 from chartdistill.student.training import chat_messages
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class GenerationParams(Section):
-    max_new_tokens: int = 256
+    max_new_tokens: int = 512
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
@@ -105,12 +105,20 @@ def generate_batch(
     if "pixel_values" in batch:
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
     prompt_length = batch["input_ids"].shape[1]
+    stops = stop_token_ids(processor.tokenizer)
+    kwargs = {**_generation_kwargs(params, prompt_length), "eos_token_id": stops}
     with torch.inference_mode():
-        output = model.generate(**batch, **_generation_kwargs(params, prompt_length))
-    return [
-        text.strip()
-        for text in processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
-    ]
+        output = model.generate(**batch, **kwargs)
+    return decode_turns(processor.tokenizer, output[:, prompt_length:].tolist(), stops)
+
+
+def decode_turns(tokenizer: Any, rows: Sequence[Sequence[int]], stops: Sequence[int]) -> list[str]:
+    """Each row's text up to its first stop token (end of turn or eos); nothing after it."""
+    cut = []
+    for ids in rows:
+        end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
+        cut.append(list(ids[:end]))
+    return [text.strip() for text in tokenizer.batch_decode(cut, skip_special_tokens=True)]
 
 
 def generate_essays(

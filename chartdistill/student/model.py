@@ -17,7 +17,7 @@ import logging
 import math
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
 
@@ -39,6 +39,12 @@ IMAGE_TOKEN = "<image>"
 END_OF_UTTERANCE = "<end_of_utterance>"
 GLOBAL_IMAGE_TOKEN = "<global-img>"
 MAX_TILES_PER_SIDE = 6  # Idefics3Processor knows <row_i_col_j> for i, j in 1..6
+RESERVED_TOKENS = 88  # SmolVLM's reserved added tokens, between <image> and <end_of_utterance>
+# student.longest_edge "auto": tiles per side of the image budget. One tile for the offline
+# students (their vision tower is random: more tiles cost time and teach nothing); two for a
+# pretrained SmolVLM (a 448x336 chart -> 2x2 tiles + the global image = 5 tiles).
+AUTO_TILES_OFFLINE = 1
+AUTO_TILES_PRETRAINED = 2
 VOCAB_MULTIPLE = 64
 
 # SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct):
@@ -81,8 +87,14 @@ class StudentParams(Section):
     revision: str | None = None
     vision: VisionTowerParams = VisionTowerParams()
     scale_factor: int = 2
-    longest_edge: int = 448  # a 448x336 chart -> 2x2 tiles + 1 global = 5 tiles of 224 px
+    # Pixels of an image's longest side before it is cut into square tiles (the tile size is
+    # vision.image_size offline, the model's own 512 or 384 px for a pretrained SmolVLM).
+    # "auto": one tile offline, two tiles per side for a pretrained model (AUTO_TILES_*).
+    longest_edge: Literal["auto"] | int = "auto"
     seed: int = 0
+    # Put the chart's OCR text (ocr stage) in the student's prompt, in training and prediction.
+    # Not part of the base model: only train and predict read it.
+    ocr_hint: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> StudentParams:
@@ -92,21 +104,31 @@ class StudentParams(Section):
                 "so the base model is pinned"
             )
         patches = self.vision.image_size // self.vision.patch_size
-    # Put the chart's OCR text (ocr stage) in the student's prompt, in training and prediction.
-    # Not part of the base model: only train and predict read it.
-    ocr_hint: bool = True
         if patches % self.scale_factor:
             raise ValueError(
                 f"scale_factor {self.scale_factor} must divide the {patches} patches per side "
                 f"(image_size {self.vision.image_size} / patch_size {self.vision.patch_size})"
             )
-        if self.longest_edge < self.vision.image_size:
+        if self.is_offline and self.image_longest_edge(self.vision.image_size) < (
+            self.vision.image_size
+        ):
             raise ValueError("longest_edge must be at least vision.image_size")
         return self
 
     @property
     def is_hub_id(self) -> bool:
         return self.base not in (EMBEDDED, TINY) and not Path(self.base).is_dir()
+
+    @property
+    def is_offline(self) -> bool:
+        """Built here from config (embedded, tiny), not loaded from a hub id or a folder."""
+        return self.base in (EMBEDDED, TINY)
+
+    def image_longest_edge(self, tile: int) -> int:
+        """The image budget in pixels for a model whose tiles are ``tile`` px square."""
+        if self.longest_edge != "auto":
+            return int(self.longest_edge)
+        return tile * (AUTO_TILES_OFFLINE if self.is_offline else AUTO_TILES_PRETRAINED)
 
     @property
     def image_seq_len(self) -> int:
@@ -138,13 +160,19 @@ TINY_TEXT = {
 
 
 def image_tokens() -> list[str]:
-    """The special tokens Idefics3Processor expects in the tokenizer, in a fixed order."""
+    """The 128 tokens SmolVLM-256M/500M add after SmolLM2's 49,152, in their real order.
+
+    ``<global-img>`` 49152, ``<row_1_col_1>``..``<row_6_col_6>`` 49153-49188 (row-major),
+    ``<fake_token_around_image>`` 49189, ``<image>`` 49190, 88 reserved tokens 49191-49278,
+    ``<end_of_utterance>`` 49279: the offline tokenizer has the hub tokenizer's ids and length.
+    """
     tiles = [
         f"<row_{i + 1}_col_{j + 1}>"
         for i in range(MAX_TILES_PER_SIDE)
         for j in range(MAX_TILES_PER_SIDE)
     ]
-    return [FAKE_IMAGE_TOKEN, IMAGE_TOKEN, END_OF_UTTERANCE, GLOBAL_IMAGE_TOKEN, *tiles]
+    reserved = [f"<|reserved_special_token_{i}|>" for i in range(RESERVED_TOKENS)]
+    return [GLOBAL_IMAGE_TOKEN, *tiles, FAKE_IMAGE_TOKEN, IMAGE_TOKEN, *reserved, END_OF_UTTERANCE]
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,7 +195,7 @@ def make_processor(params: StudentParams, tokenizer: Any) -> Idefics3Processor:
 
     image_processor = Idefics3ImageProcessorPil(
         do_resize=True,
-        size={"longest_edge": params.longest_edge},
+        size={"longest_edge": params.image_longest_edge(params.vision.image_size)},
         max_image_size={"longest_edge": params.vision.image_size},
         do_image_splitting=True,
         image_mean=[0.5, 0.5, 0.5],
@@ -230,13 +258,23 @@ def _build_offline(params: StudentParams) -> tuple[Any, Any]:
     if text_model is not None:
         _copy_text_weights(model, text_model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = [
-        tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE),
-        tokenizer.eos_token_id,
-    ]
+    set_stop_tokens(model, tokenizer)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.eval()
     return model, make_processor(params, tokenizer)
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Where a student's turn ends: <end_of_utterance>, then the tokenizer's eos (if any)."""
+    ids = [tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids
+
+
+def set_stop_tokens(model: Any, tokenizer: Any) -> None:
+    """Saved generation_config stops at the end of the turn (early hub revisions say eos 2)."""
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
 
 
 def _copy_text_weights(model: Any, text_model: Any) -> None:
@@ -272,6 +310,16 @@ def _build_pretrained(params: StudentParams) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"revision": params.revision} if params.is_hub_id else {}
     model = Idefics3ForConditionalGeneration.from_pretrained(params.base, **kwargs)
     processor = AutoProcessor.from_pretrained(params.base, **kwargs)
+    image_processor = processor.image_processor
+    tile = int(image_processor.max_image_size["longest_edge"])
+    longest_edge = params.image_longest_edge(tile)
+    if longest_edge < tile:
+        raise ValueError(
+            f"student.longest_edge {longest_edge} is below {params.base}'s tile size {tile} px"
+        )
+    image_processor.size = {"longest_edge": longest_edge}
+    log.info("image budget: longest edge %d px in %d px tiles", longest_edge, tile)
+    set_stop_tokens(model, processor.tokenizer)
     return model, processor
 
 

@@ -13,7 +13,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -24,11 +26,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from chartdistill.config import Section
+from chartdistill.config import ParamsError, Section
 from chartdistill.device import use_bf16
 from chartdistill.student.model import END_OF_UTTERANCE, save_student
 
 log = logging.getLogger(__name__)
+
+# The student's prompt: one string for every row, or a callable giving a row's prompt
+# (chartdistill.prompts.student.StudentPrompt adds the row's OCR text).
+Prompt = str | Callable[[dict[str, Any]], str]
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_COLUMNS = ("id", "chart_type", "title", "image", "text")
@@ -44,14 +50,42 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+# Module paths of an Idefics3ForConditionalGeneration: LoRA targets are matched against these
+# prefixes, so a text-model name (q_proj) never lands in the SigLIP tower, which has its own.
+TEXT_LAYERS = r"model\.text_model\.layers\.\d+\.(?:self_attn|mlp)"
+VISION_LAYERS = r"model\.vision_model\.encoder\.layers\.\d+\.(?:self_attn|mlp)"
+CONNECTOR = "connector"
+MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class LoraParams(Section):
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
+    # Text model modules (q_proj k_proj v_proj o_proj, MLP: gate_proj up_proj down_proj).
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
-    modules_to_save: list[str] = Field(default_factory=lambda: ["connector"])
+    # Vision tower modules (SigLIP: q_proj k_proj v_proj out_proj fc1 fc2); empty: frozen.
+    vision_target_modules: list[str] = Field(default_factory=list)
+    train_connector: bool = False  # the vision->text connector fully trainable (saved whole)
+
+    @model_validator(mode="after")
+    def _check(self) -> LoraParams:
+        names = [*self.target_modules, *self.vision_target_modules]
+        if not self.target_modules:
+            raise ValueError("target_modules: name at least one text-model module")
+        bad = [name for name in names if not re.fullmatch(MODULE_NAME, name)]
+        if bad:
+            raise ValueError(f"target modules are plain module names, got {bad}")
+        return self
+
+    def target_regex(self) -> str:
+        """peft target_modules as one regex over full module paths (re.fullmatch)."""
+        parts = [rf"{TEXT_LAYERS}\.(?:{'|'.join(self.target_modules)})"]
+        if self.vision_target_modules:
+            parts.append(rf"{VISION_LAYERS}\.(?:{'|'.join(self.vision_target_modules)})")
+        return "|".join(f"(?:{part})" for part in parts)
 
 
 class TrainParams(Section):
@@ -72,7 +106,8 @@ class TrainParams(Section):
     save_steps: int = 5
     save_total_limit: int = 2
     logging_steps: int = 1
-    max_length: int = 1024
+    max_length: int = 1024  # whole samples: longer ones are dropped with a reason, never cut
+    min_kept_fraction: float = Field(default=0.5, ge=0, le=1)  # of train, else fail
     bf16: Literal["auto"] | bool = "auto"
     gradient_checkpointing: bool = False
     qlora: bool = False
@@ -160,56 +195,92 @@ def _essay_token_ids(processor: Any, full_text: str, prompt_text: str) -> list[i
     ]
 
 
+def _chat_sample(processor: Any, prompt: Prompt, row: dict[str, Any]) -> Any:
+    """(chat text with the essay, RGB image, essay + end-of-turn token ids) of one row.
+
+    `prompt` is a string, or a callable giving the row's prompt (the OCR hint, issue 15)."""
+    prompt = prompt(row) if callable(prompt) else prompt
+    prompt_text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+    essay = str(row["text"]).strip()
+    if not essay:
+        raise ValueError(f"item {row.get('id')}: empty essay text")
+    full = processor.apply_chat_template(chat_messages(prompt, essay))
+    image = row.get("image")
+    if not hasattr(image, "convert"):
+        raise ValueError(f"item {row.get('id')}: no decodable image (got {type(image)})")
+    return full, image.convert("RGB"), _essay_token_ids(processor, full, prompt_text)
+
+
 def make_collator(
-    processor: Any, prompt: str, max_length: int | None = None
+    processor: Any, prompt: Prompt, max_length: int | None = None
 ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """Collator for rows {id, image, text}: chat-formatted, tokenised, labels on the essay only.
 
     Labels are -100 on the prompt, the image tokens, the tokens after the assistant's
     end-of-turn token and the padding; the essay tokens and its end-of-turn token are learned.
-    Samples longer than max_length lose the end of their essay; a prompt that does not fit
-    is an error naming the item.
+    Nothing is ever truncated: a sample longer than max_length is an error naming the item
+    (train_variant drops such samples beforehand, see fit_max_length).
     """
-    prompt_text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
 
     def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        texts, images, answers = [], [], []
-        for row in rows:
-            essay = str(row["text"]).strip()
-            if not essay:
-                raise ValueError(f"item {row.get('id')}: empty essay text")
-            full = processor.apply_chat_template(chat_messages(prompt, essay))
-            texts.append(full)
-            answers.append(_essay_token_ids(processor, full, prompt_text))
-            image = row.get("image")
-            if not hasattr(image, "convert"):
-                raise ValueError(f"item {row.get('id')}: no decodable image (got {type(image)})")
-            images.append([image.convert("RGB")])
+        samples = [_chat_sample(processor, prompt, row) for row in rows]
         batch = processor(
-            text=texts, images=images, padding=True, padding_side="right", return_tensors="pt"
+            text=[full for full, _, _ in samples],
+            images=[[image] for _, image, _ in samples],
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
         )
         input_ids = batch["input_ids"]
         labels = torch.full_like(input_ids, IGNORE_INDEX)
         lengths = batch["attention_mask"].sum(dim=1).tolist()
-        for i, (row, answer) in enumerate(zip(rows, answers, strict=True)):
-            end = _answer_end(input_ids[i, : lengths[i]].tolist(), answer, row.get("id"))
-            start = end - len(answer)
-            if max_length is not None and start >= max_length:
+        for i, (row, (_, _, answer)) in enumerate(zip(rows, samples, strict=True)):
+            if max_length is not None and lengths[i] > max_length:
                 raise ValueError(
-                    f"item {row.get('id')}: prompt and image take {start} tokens, "
-                    f"max_length is {max_length}"
+                    f"item {row.get('id')}: {lengths[i]} tokens exceed max_length {max_length} "
+                    "(samples are never truncated; drop them with fit_max_length)"
                 )
-            labels[i, start:end] = input_ids[i, start:end]
-        if max_length is not None and input_ids.shape[1] > max_length:
-            batch["input_ids"] = input_ids[:, :max_length]
-            batch["attention_mask"] = batch["attention_mask"][:, :max_length]
-            labels = labels[:, :max_length]
+            end = _answer_end(input_ids[i, : lengths[i]].tolist(), answer, row.get("id"))
+            labels[i, end - len(answer) : end] = input_ids[i, end - len(answer) : end]
         batch["labels"] = labels
         return dict(batch)
 
     return collate
+
+
+def sample_length(processor: Any, prompt: Prompt, row: dict[str, Any]) -> tuple[int, int]:
+    """(tokens, essay tokens) of one training sample once the processor has expanded the image;
+    the essay tokens include the end-of-turn token."""
+    full, image, answer = _chat_sample(processor, prompt, row)
+    ids = processor(text=[full], images=[[image]])["input_ids"][0]
+    return len(ids), len(answer)
+
+
+def fit_max_length(
+    dataset: Any, processor: Any, prompt: Prompt, max_length: int, split: str
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The rows whose whole sample (image, prompt, essay, end of turn) fits max_length, and a
+    record {id, split, tokens, reason} for each row dropped. Nothing is truncated."""
+    from tqdm.auto import tqdm
+
+    keep: list[int] = []
+    dropped: list[dict[str, Any]] = []
+    for index, row in enumerate(tqdm(dataset, desc=f"lengths {split}", unit="sample")):
+        tokens, essay = sample_length(processor, prompt, row)
+        if tokens <= max_length:
+            keep.append(index)
+            continue
+        reason = (
+            f"{tokens} tokens ({tokens - essay} prompt and image, {essay} essay and end of turn) "
+            f"exceed train.max_length {max_length}"
+        )
+        log.warning("%s item %s dropped: %s", split, row["id"], reason)
+        dropped.append({"id": row["id"], "split": split, "tokens": tokens, "reason": reason})
+    if not hasattr(dataset, "select"):  # a plain list of rows
+        return [dataset[i] for i in keep], dropped
+    return dataset.select(keep), dropped
 
 
 def _answer_end(ids: list[int], answer: list[int], item: Any) -> int:
@@ -265,14 +336,14 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return None
 
 
-def run_fingerprint(params: TrainParams, data_hash: str, base_dir: Path, prompt: str) -> str:
+def run_fingerprint(params: TrainParams, data_hash: str, base_dir: Path, prompt: Prompt) -> str:
     """What a checkpoint must match to be resumed: params, data, base model config, prompt."""
     config = base_dir / "config.json"
     payload = {
         "params": params.model_dump(mode="json", exclude={"mlflow_experiment", "report_to"}),
         "dataset": data_hash,
         "base": config.read_text(encoding="utf-8") if config.exists() else str(base_dir),
-        "prompt": prompt,
+        "prompt": prompt.fingerprint() if hasattr(prompt, "fingerprint") else prompt,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -355,8 +426,8 @@ def load_trainable(base_dir: Path, params: TrainParams) -> tuple[Any, Any]:
         r=params.lora.r,
         lora_alpha=params.lora.alpha,
         lora_dropout=params.lora.dropout,
-        target_modules=list(params.lora.target_modules),
-        modules_to_save=list(params.lora.modules_to_save) or None,
+        target_modules=params.lora.target_regex(),
+        modules_to_save=[CONNECTOR] if params.lora.train_connector else None,
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, config)
@@ -467,6 +538,61 @@ def mlflow_run(
 # ----------------------------------------------------------------------------- training
 
 
+class TooFewSamples(ParamsError):
+    """Too few training samples fit train.max_length: a params problem, shown as one line."""
+
+
+def fit_splits(data: Any, processor: Any, prompt: Prompt, params: TrainParams) -> tuple[Any, Any]:
+    """Drop the train and validation samples that do not fit max_length whole (one reason each);
+    fail with one line when fewer than min_kept_fraction of train, or no validation, remain."""
+    dropped: list[dict[str, Any]] = []
+    for split in ("train", "validation"):
+        total = len(data[split])
+        data[split], gone = fit_max_length(data[split], processor, prompt, params.max_length, split)
+        dropped.extend(gone)
+        kept = len(data[split])
+        needed = 1 if split == "validation" else max(1, math.ceil(params.min_kept_fraction * total))
+        if kept < needed:
+            longest = max(item["tokens"] for item in gone)
+            raise TooFewSamples(
+                f"only {kept} of {total} {split} samples fit train.max_length "
+                f"{params.max_length} (need {needed}; the longest has {longest} tokens): raise "
+                "train.max_length or lower student.longest_edge"
+            )
+    return data, dropped
+
+
+def data_counts(data: Any, dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    """Kept and dropped sample counts per split, and each dropped item with its reason."""
+    counts: dict[str, Any] = {}
+    for split in ("train", "validation"):
+        counts[f"{split}_samples"] = len(data[split])
+        counts[f"{split}_dropped_too_long"] = sum(1 for d in dropped if d["split"] == split)
+    counts["dropped"] = dropped
+    return counts
+
+
+def trainable_parts(model: Any) -> dict[str, int]:
+    """Trainable parameters by part of the student: text LoRA, vision LoRA, connector."""
+    parts = {"trainable_text": 0, "trainable_vision": 0, "trainable_connector": 0}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if f".{CONNECTOR}." in name:
+            parts["trainable_connector"] += param.numel()
+        elif ".vision_model." in name:
+            parts["trainable_vision"] += param.numel()
+        else:
+            parts["trainable_text"] += param.numel()
+    return parts
+
+
+def adapter_mib(out_dir: Path) -> float:
+    """Size of the saved adapter weights."""
+    files = list(out_dir.glob("adapter_model*.safetensors"))
+    return round(sum(f.stat().st_size for f in files) / 2**20, 2)
+
+
 def train_variant(
     variant: str,
     dataset_dir: Path,
@@ -474,7 +600,7 @@ def train_variant(
     out_dir: Path,
     checkpoint_dir: Path,
     params: TrainParams,
-    prompt: str,
+    prompt: Prompt,
     callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """LoRA-train the student on one dataset variant; save adapter + processor to out_dir.
@@ -490,6 +616,7 @@ def train_variant(
     model, processor = load_trainable(base_dir, params)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("%s: %d trainable of %d parameters", variant, trainable, total)
+    data, dropped = fit_splits(data, processor, prompt, params)
     data_hash = dataset_hash(dataset_dir)
     fingerprint = run_fingerprint(params, data_hash, base_dir, prompt)
     checkpoint = resumable_checkpoint(checkpoint_dir, fingerprint)
@@ -519,11 +646,15 @@ def train_variant(
         eval_metrics = final_eval(trainer)
         save_student(model, processor, out_dir)  # the adapter only, as peft saves it
         metrics = _metrics(output, eval_metrics, trainer, resumed_from, trainable)
+        metrics.update(trainable_parts(model))
+        metrics.update(data_counts(data, dropped))
+        metrics["adapter_mib"] = adapter_mib(out_dir)
         if mlflow is not None:
             mlflow.log_metrics(
                 {k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
             )
             mlflow.log_artifacts(str(out_dir), artifact_path="adapter")
+            mlflow.log_dict({"dropped": dropped}, "dropped_samples.json")
             metrics["mlflow_run_id"] = mlflow.active_run().info.run_id
     metrics["history"] = loss_history(trainer.state.log_history)
     return metrics
