@@ -1,11 +1,13 @@
-"""Small file helpers shared by every stage: atomic writes and JSON lines."""
+"""Small file helpers shared by every stage: atomic writes, JSON lines and CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
+    """Rows as CSV with a header (written atomically; no rows gives the header only)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_json(path: Path) -> Any:

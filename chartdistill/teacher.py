@@ -2,7 +2,7 @@
 
 Two modes: `single` asks for the whole essay in one call (chain of thought in <analysis>, then
 the four marked sections); `stepwise` asks for one section per call, each call seeing the
-sections written so far (small models keep the structure this way, DESIGN.md §2). Each round
+sections written so far (measured: small models keep the structure this way). Each round
 sends the requests of every pending chart at once, so the backend can batch or run them
 concurrently, and every answer is cached by content before the next round starts.
 """

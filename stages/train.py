@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 
 from chartdistill.config import load_paths, load_section
 from chartdistill.essay.sections import VARIANTS
-from chartdistill.io import atomic_write_text, write_json
+from chartdistill.io import write_csv, write_json
 from chartdistill.prompts.student import render_student_prompt
 from chartdistill.student.training import TrainParams, train_variant
 from stages.common import run, setup
@@ -35,11 +33,9 @@ def main() -> None:
         return  # under `accelerate launch` only the main process writes the outputs
     history = metrics.pop("history")
     write_json(paths.metrics / f"train_{variant}.json", metrics)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["step", "loss", "eval_loss"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: row.get(k) for k in ("step", "loss", "eval_loss")} for row in history)
-    atomic_write_text(paths.plots / f"train_{variant}.csv", buf.getvalue())
+    fields = ("step", "loss", "eval_loss")
+    rows = ({k: row.get(k) for k in fields} for row in history)
+    write_csv(paths.plots / f"train_{variant}.csv", rows, fields)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def test_cache_second_run_sends_nothing(stub: StubServer, tmp_path: Path) -> Non
     client = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
     first = client.complete_all(reqs, desc="t")
     assert len(stub.chat_requests) == 6 and client.requests_sent == 6
-    assert client.completion_tokens == 30
+    assert client.stats.completion_tokens == 30
     stub.reset_log()
     again = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
     second = again.complete_all(reqs, desc="t")
@@ -221,7 +221,7 @@ def test_failures_are_not_cached(stub: StubServer, tmp_path: Path) -> None:
     reqs = [request(0), request(1)]
     results = client.complete_all(reqs, desc="t")
     assert results[0].error == "http_500" and results[1].ok
-    assert client.failures == 1
+    assert client.stats.errors == {"http_500": 1}
     assert len(list(tmp_path.rglob("*.json"))) == 1
     stub.reset_log()
     retried = client.complete_all(reqs, desc="t")

@@ -135,18 +135,6 @@ class CachedClient:
     def cache_hits(self) -> int:
         return self.stats.cache_hits
 
-    @property
-    def failures(self) -> int:
-        return self.stats.failures
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.stats.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.stats.completion_tokens
-
     def complete_all(
         self,
         requests: list[ChatRequest],
