@@ -248,8 +248,22 @@ def test_good_essay_is_valid_under_strict_defaults() -> None:
     assert validate_essay(GOOD, CHART, EssayBounds()) == []
 
 
-def test_reason_codes_are_exported() -> None:
-    assert set(REASON_CODES) >= {"missing_section", "loop", "ungrounded_numbers"}
+def test_every_reason_validate_essay_gives_is_exported() -> None:
+    """REASON_CODES is the contract (repair hints, metrics keys): nothing outside it."""
+    bad = [
+        {k: v for k, v in GOOD.items() if k != "overview"},
+        with_section("overview", "  "),
+        {name: "Men spent 32.5 hours." for name in SECTIONS},
+        with_section("features_2", "- Men 45-64: 15.2 hours\n- Women 45-64: 14.9 hours"),
+        with_section("overview", "What is the trend? Who uses it most?"),
+        with_section("overview", "Use fell with age. " * 4),
+        {name: "Internet use fell with age for both sexes." for name in SECTIONS},
+        with_section("features_2", GOOD["features_2"].replace("15.2", "19.7")),
+    ]
+    given = [set(validate_essay(essay, CHART, EssayBounds())) for essay in bad]
+    assert all(given), given  # each bad essay gives a reason
+    assert set().union(*given) <= set(REASON_CODES)
+    assert len(set(REASON_CODES)) == len(REASON_CODES)
 
 
 def test_missing_and_empty_sections() -> None:
