@@ -45,6 +45,7 @@ class PathsParams(Section):
     metrics: Path
     plots: Path
     prompts: Path
+    reports: Path
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -94,6 +95,7 @@ SECTIONS: dict[str, str] = {
     "predict": "chartdistill.student.predict:PredictParams",
     "judge": "chartdistill.evaluation.judge:JudgeParams",
     "evaluation": "chartdistill.evaluation.summary:EvaluationParams",
+    "report": "chartdistill.report.build:ReportParams",
     "ocr": "chartdistill.ocr:OcrParams",
 }
 
