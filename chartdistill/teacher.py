@@ -10,6 +10,7 @@ concurrently, and every answer is cached by content before the next round starts
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -21,9 +22,17 @@ from pydantic import Field
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord
-from chartdistill.essay.sections import MARKERS, SECTIONS
 from chartdistill.essay.figures import teacher_figures
-from chartdistill.essay.text import EssayBounds, parse_sections, validate_essay
+from chartdistill.essay.sections import MARKERS, SECTIONS
+from chartdistill.essay.text import (
+    REASON_CODES,
+    EssayBounds,
+    essay_grounding,
+    injection_reasons,
+    parse_sections,
+    strip_wrapping,
+    validate_essay,
+)
 from chartdistill.llm.cache import CachedClient
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
 from chartdistill.prompts.render import image_data_url
@@ -47,6 +56,9 @@ class TeacherParams(Section):
     max_tokens: int = Field(default=110, ge=1)  # per call: one section (~700 for a whole essay)
     seed: int = 0
     max_attempts: int = Field(default=2, ge=1)
+    # After a reply cut off by max_tokens ("truncated"), the chart's next attempt asks for this
+    # many times as many tokens.
+    retry_max_tokens_factor: float = Field(default=2.0, ge=1.0)
     # Later attempts sample at this temperature, so a resample can differ from the first try.
     retry_temperature: float = Field(default=0.7, ge=0)
     # Show the failed attempt's reasons to the teacher on a retry (small models copy the hint
@@ -81,21 +93,41 @@ class Draft:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    max_tokens: int = 0  # this attempt's budget per call (raised after a truncated reply)
+    reply_reasons: set[str] = field(default_factory=set)  # injection found anywhere in a reply
+    cleaned: list[str] = field(default_factory=list)  # harmless wrapping stripped
 
     @property
     def accepted(self) -> bool:
         return self.attempts > 0 and not self.reasons and self.error is None
 
-    def start_attempt(self) -> None:
+    def start_attempt(self, max_tokens: int, factor: float) -> None:
+        if self.attempts == 0:
+            self.max_tokens = max_tokens
+        elif self.error == "truncated":
+            self.max_tokens = math.ceil(self.max_tokens * factor)
         self.attempts += 1
         self.sections, self.raw_parts, self.reasoning, self.error = {}, [], "", None
+        self.reply_reasons, self.cleaned = set(), []
 
-    def add(self, result: ChatResult) -> None:
+    def add(self, result: ChatResult) -> str | None:
+        """Count the result; return its text with wrapping stripped (None when it failed)."""
         self.prompt_tokens += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
         self.latency_s += result.latency_s
+        if result.reasoning:
+            self.reasoning = "\n\n".join(p for p in (self.reasoning, result.reasoning) if p)
         if not result.ok:
             self.error = result.error or "empty_content"
+            if result.text:  # a truncated or filtered reply: kept for the record, never used
+                self.raw_parts.append(result.text)
+            return None
+        wrapped = strip_wrapping(result.text or "")
+        self.cleaned += [s for s in wrapped.stripped if s not in self.cleaned]
+        if wrapped.reasoning:
+            self.reasoning = "\n\n".join(p for p in (self.reasoning, wrapped.reasoning) if p)
+        self.reply_reasons.update(injection_reasons(wrapped.text))
+        return wrapped.text
 
 
 class Teacher:
@@ -118,7 +150,7 @@ class Teacher:
             log.info("attempt %d: %d charts to write", attempt, len(todo))
             repair = {id(d): self._repair_reasons(d) for d in todo}
             for draft in todo:
-                draft.start_attempt()
+                draft.start_attempt(self.params.max_tokens, self.params.retry_max_tokens_factor)
             if self.params.mode == "single":
                 self._single_round(todo, attempt, repair)
             else:
@@ -133,11 +165,11 @@ class Teacher:
             return None
         return draft.reasons or (["parse_error"] if draft.error else None)
 
-    def _request(self, messages: list[dict[str, Any]], attempt: int) -> ChatRequest:
+    def _request(self, messages: list[dict[str, Any]], attempt: int, draft: Draft) -> ChatRequest:
         p = self.params
         return ChatRequest(
             messages=messages,
-            max_tokens=p.max_tokens,
+            max_tokens=draft.max_tokens,
             temperature=p.temperature if attempt == 1 else p.retry_temperature,
             top_p=p.top_p,
             seed=p.seed + attempt - 1,
@@ -176,18 +208,21 @@ class Teacher:
                 draft.error = f"prompt_error: {exc}"
                 continue
             alive.append(draft)
-            requests.append(self._request(messages, attempt))
+            requests.append(self._request(messages, attempt, draft))
         return alive, requests
 
     def _single_round(self, todo: list[Draft], attempt: int, repair: dict[int, Any]) -> None:
         alive, requests = self._requests(todo, attempt, mode="single", repair=repair)
         results = self.client.complete_all(requests, desc=f"teacher essays (attempt {attempt})")
         for draft, result in zip(alive, results, strict=True):
-            draft.add(result)
-            if result.ok:
+            text = draft.add(result)
+            if text is not None:
                 draft.raw_parts.append(result.text or "")
-                parsed = parse_sections(result.text or "")
-                draft.reasoning = parsed.reasoning
+                parsed = parse_sections(text)
+                if parsed.reasoning:
+                    draft.reasoning = "\n\n".join(
+                        p for p in (draft.reasoning, parsed.reasoning) if p
+                    )
                 if parsed.sections is None:
                     draft.error = f"parse_error: {parsed.error}"
                 else:
@@ -203,16 +238,18 @@ class Teacher:
             return
         desc = f"teacher {section} (attempt {attempt})"
         for draft, result in zip(alive, self.client.complete_all(requests, desc=desc), strict=True):
-            draft.add(result)
-            if result.ok:
+            text = draft.add(result)
+            if text is not None:
                 draft.raw_parts.append(f"{MARKERS[section]}\n{result.text}")
-                draft.sections[section] = clean_paragraph(result.text or "")
+                draft.sections[section] = clean_paragraph(text)
 
     def _validate(self, draft: Draft) -> None:
         if draft.error is not None:
             draft.reasons = []
             return
-        draft.reasons = validate_essay(draft.sections, draft.chart, self.params.validation)
+        found = set(validate_essay(draft.sections, draft.chart, self.params.validation))
+        found |= draft.reply_reasons  # e.g. an injected paragraph that clean_paragraph dropped
+        draft.reasons = [code for code in REASON_CODES if code in found]
 
     def _prompt_hash(self, chart_type: str) -> str:
         try:
@@ -240,6 +277,7 @@ class Teacher:
             reasoning=draft.reasoning,
             attempts=draft.attempts,
             reasons=draft.reasons,
+            cleaned=draft.cleaned,
             error=draft.error,
             prompt_tokens=draft.prompt_tokens,
             completion_tokens=draft.completion_tokens,
@@ -286,6 +324,7 @@ def teacher_metrics(
         "failed_by_error": dict(
             sorted(Counter((e.error or "").split(":")[0] for e in essays if e.error).items())
         ),
+        "cleaned_by_reason": dict(sorted(Counter(c for e in essays for c in e.cleaned).items())),
         "request_errors": dict(sorted(stats.errors.items())),
         "requests": stats.requests_sent,
         "cache_hits": stats.cache_hits,
@@ -296,6 +335,28 @@ def teacher_metrics(
             sorted(Counter(e.chart_type for e in essays if e.status == "accepted").items())
         ),
     }
+
+
+def number_precision(
+    essays: list[EssayRecord], charts: list[ChartRecord], bounds: EssayBounds
+) -> dict[str, Any]:
+    """Figures in the essays' sections and the share grounded at value level and at attribution
+    level (pooled over essays), for the accepted essays and for every essay with sections."""
+    by_id = {c.id: c for c in charts}
+    out: dict[str, Any] = {}
+    for name, wanted in (("accepted", ("accepted",)), ("answered", ("accepted", "rejected"))):
+        mentioned = grounded = attributed = 0
+        for essay in essays:
+            if essay.status in wanted and essay.sections and essay.id in by_id:
+                g = essay_grounding(essay.sections, by_id[essay.id], bounds)
+                mentioned, grounded = mentioned + g.mentioned, grounded + g.grounded
+                attributed += g.attributed
+        out[name] = {
+            "numbers": mentioned,
+            "value_precision": round(grounded / mentioned, 4) if mentioned else None,
+            "attribution_precision": round(attributed / mentioned, 4) if mentioned else None,
+        }
+    return out
 
 
 def run_teacher(

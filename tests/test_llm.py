@@ -11,9 +11,14 @@ import pytest
 from chartdistill.config import ParamsError, parse_section
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
-from chartdistill.llm.openai_backend import OpenAIBackend, backoff_delay, parse_retry_after
+from chartdistill.llm.openai_backend import (
+    OpenAIBackend,
+    backoff_delay,
+    parse_retry_after,
+    split_reasoning,
+)
 from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
-from tests.stub_server import Fault, FaultPlan, StubServer
+from tests.stub_server import THINKING, Fault, FaultPlan, StubServer
 
 SENTINEL_KEY = "sk-sentinel-3f9c2a7e-never-store-me"
 
@@ -297,7 +302,7 @@ def test_corrupt_cache_entry_is_a_miss(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path)
     req = request(0)
     key = req.cache_key("m")
-    cache.put(key, "m", req, ChatResult(text="hello", completion_tokens=1))
+    cache.put(key, "m", req, ChatResult(text="hello", completion_tokens=1, finish_reason="stop"))
     assert cache.get(key).text == "hello"  # type: ignore[union-attr]
     cache.path(key).write_text("{not json", encoding="utf-8")
     assert cache.get(key) is None
@@ -345,7 +350,8 @@ def test_fully_cached_embedded_run_never_loads(tmp_path: Path) -> None:
     backend = EmbeddedBackend(EmbeddedParams())
     cache = ResponseCache(tmp_path)
     req = request(0)
-    cache.put(req.cache_key(backend.model_id), backend.model_id, req, ChatResult(text="cached"))
+    cached = ChatResult(text="cached", finish_reason="stop")
+    cache.put(req.cache_key(backend.model_id), backend.model_id, req, cached)
     results = CachedClient(backend, cache).complete_all([req], desc="t")
     assert results[0].text == "cached" and results[0].cached
     assert not backend.loaded
@@ -559,3 +565,78 @@ def test_seeded_row_sampler_top_p_and_greedy_rows() -> None:
         for _ in range(3)
     ]
     assert len(set(draws)) == 1
+
+
+# --- completion status and reasoning (issue 12) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("length", "truncated"), ("filtered", "content_filter"), ("no_finish", "no_finish_reason")],
+)
+def test_incomplete_reply_is_a_failure_kept_but_never_cached(
+    stub: StubServer, tmp_path: Path, kind: str, error: str
+) -> None:
+    stub.faults = FaultPlan.queue([kind])
+    client = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
+    [result] = client.complete_all([request(0)])
+    assert not result.ok and result.error == error and result.tries == 1  # not retried in-run
+    assert result.text and result.text in "stub reply to: chart 0"  # what came back is kept
+    assert client.stats.errors == {error: 1} and not list(tmp_path.rglob("*.json"))
+    [again] = client.complete_all([request(0)])  # the next run asks again
+    assert again.ok and not again.cached and len(stub.chat_requests) == 2
+
+
+def test_tool_call_finish_is_a_failure(stub: StubServer) -> None:
+    stub.reply = lambda body: {"content": None, "finish_reason": "tool_calls"}
+    [result] = run(OpenAIBackend(params_for(stub)), [request(0)])
+    assert result.error == "tool_call" and result.text is None
+
+
+def test_reasoning_is_kept_beside_the_text_and_cached(stub: StubServer, tmp_path: Path) -> None:
+    stub.faults = FaultPlan.queue(["reasoning"])
+    client = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path))
+    [result] = client.complete_all([request(0)])
+    assert result.ok and result.text == "stub reply to: chart 0"
+    assert THINKING in result.reasoning and "<think>" not in result.text
+    [hit] = CachedClient(OpenAIBackend(params_for(stub)), ResponseCache(tmp_path)).complete_all(
+        [request(0)]
+    )
+    assert hit.cached and hit.text == result.text and hit.reasoning == result.reasoning
+
+
+def test_reasoning_opened_by_the_template_is_split_off() -> None:
+    assert split_reasoning("plan it</think>\n\nThe essay.") == ("plan it", "The essay.")
+    assert split_reasoning("<think>a</think><think>b</think>Text") == ("a\n\nb", "Text")
+    assert split_reasoning("No reasoning here.") == ("", "No reasoning here.")
+
+
+def test_cached_truncated_reply_from_an_older_run_is_a_miss(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    req = request(0)
+    key = req.cache_key("m")
+    cache.put(key, "m", req, ChatResult(text="cut off mid", finish_reason="stop"))
+    path = cache.path(key)
+    entry = json.loads(path.read_text())
+    entry["result"]["finish_reason"] = "length"  # what the code before issue 12 stored
+    path.write_text(json.dumps(entry))
+    assert cache.get(key) is None
+
+
+class _LengthBackend:
+    """A backend (like the embedded one) that reports finish_reason without judging it."""
+
+    model_id = "fake"
+
+    def complete_all(self, requests, on_result):
+        results = [ChatResult(text="cut", finish_reason="length") for _ in requests]
+        for index, result in enumerate(results):
+            on_result(index, result)
+        return results
+
+
+def test_any_backend_result_cut_by_max_tokens_fails_and_is_not_cached(tmp_path: Path) -> None:
+    client = CachedClient(_LengthBackend(), ResponseCache(tmp_path))  # type: ignore[arg-type]
+    [result] = client.complete_all([request(0)])
+    assert result.error == "truncated" and result.text == "cut"
+    assert not list(tmp_path.rglob("*.json"))

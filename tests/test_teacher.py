@@ -7,12 +7,14 @@ import pytest
 
 from chartdistill.data.records import ChartRecord
 from chartdistill.data.synthetic import make_chart
+from chartdistill.dataset.build import DatasetsParams, clean_essays
+from chartdistill.essay.sections import render_structured
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.types import LLMParams
 from chartdistill.teacher import TeacherParams, clean_paragraph, run_teacher
 from tests.fake_teacher import teacher_reply
-from tests.stub_server import StubServer
+from tests.stub_server import THINKING, FaultPlan, StubServer
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 LENIENT = {"min_words": 100, "min_numbers": 1, "min_grounded_fraction": 0.5}
@@ -64,7 +66,9 @@ def test_changing_temperature_requests_everything_again(tmp_path: Path) -> None:
 
 def test_single_mode_parses_marked_sections(tmp_path: Path) -> None:
     with StubServer(reply=teacher_reply) as stub:
-        essays, metrics = _run(stub, _params(stub, mode="single"), _charts(1), tmp_path)
+        essays, metrics = _run(
+            stub, _params(stub, mode="single", max_tokens=700), _charts(1), tmp_path
+        )
     assert essays[0].status == "accepted" and metrics["requests"] == 1
     assert essays[0].raw.startswith("Introduction:")
 
@@ -79,7 +83,7 @@ def test_invalid_essay_is_resampled_with_the_repair_hint(tmp_path: Path) -> None
         return teacher_reply(body)
 
     with StubServer(reply=first_a_list_then_good) as stub:
-        params = _params(stub, mode="single", max_attempts=2, repair_hint=True)
+        params = _params(stub, mode="single", max_attempts=2, repair_hint=True, max_tokens=700)
         essays, metrics = _run(stub, params, _charts(1), tmp_path)
         second = _user_text(stub.chat_requests[1].body)
     assert essays[0].status == "accepted" and essays[0].attempts == 2
@@ -142,3 +146,102 @@ def test_embedded_teacher_writes_parsed_essays(tmp_path: Path) -> None:
     for essay in essays:
         assert essay.sections and all(text.strip() for text in essay.sections.values())
         assert essay.model.startswith("embedded:")
+
+
+# --- replies that must not poison the data (issue 12) -------------------------------------------
+
+DATASETS = DatasetsParams(min_words=100, min_grounded_fraction=0.5)
+POISON = ("```", "Here is the essay", "SYSTEM", "ignore all prior", "<think>", THINKING)
+
+
+def _faulty(kind: str, mode: str, tmp_path: Path, **overrides):
+    """Every request answered with one reply fault; the essays and the examples built from them."""
+    charts = _charts()
+    plan = FaultPlan(rate=1.0, kinds=[kind])
+    with StubServer(reply=teacher_reply, faults=plan) as stub:
+        params = _params(stub, mode=mode, max_attempts=1, max_tokens=700, **overrides)
+        essays, metrics = _run(stub, params, charts, tmp_path)
+    examples, _, _ = clean_essays(essays, {c.id: c for c in charts}, DATASETS)
+    texts = [render_structured(e.essay.sections or {}) for e in examples]
+    return essays, metrics, texts
+
+
+@pytest.mark.parametrize("mode", ["stepwise", "single"])
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("length", "truncated"), ("filtered", "content_filter"), ("no_finish", "no_finish_reason")],
+)
+def test_incomplete_replies_fail_with_their_reason(kind, error, mode, tmp_path: Path) -> None:
+    essays, metrics, texts = _faulty(kind, mode, tmp_path)
+    assert [(e.status, e.error) for e in essays] == [("failed", error)] * 2
+    assert metrics["failed_by_error"] == {error: 2}
+    assert essays[0].raw  # what came back is kept for the record
+    assert texts == []
+
+
+@pytest.mark.parametrize("mode", ["stepwise", "single"])
+@pytest.mark.parametrize(
+    ("kind", "reasons"),
+    [
+        ("injected", {"role_text", "instruction_text"}),
+        ("injected_paragraph", {"role_text", "instruction_text"}),
+        ("wrong_title", {"off_subject"}),
+    ],
+)
+def test_poisoned_replies_are_rejected_with_reasons(kind, reasons, mode, tmp_path) -> None:
+    essays, metrics, texts = _faulty(kind, mode, tmp_path)
+    for essay in essays:
+        assert essay.status == "rejected" and reasons <= set(essay.reasons), essay.reasons
+    assert all(metrics["rejected_by_reason"][r] == 2 for r in reasons)
+    assert texts == []  # nothing reaches the datasets
+
+
+@pytest.mark.parametrize("mode", ["stepwise", "single"])
+def test_fenced_and_reasoning_replies_are_cleaned(mode: str, tmp_path: Path) -> None:
+    essays, metrics, texts = _faulty("fenced", mode, tmp_path)
+    assert [e.status for e in essays] == ["accepted", "accepted"]
+    assert set(essays[0].cleaned) == {"code_fence", "preamble"}
+    assert metrics["cleaned_by_reason"] == {"code_fence": 2, "preamble": 2}
+    assert len(texts) == 2 and not any(p in t for p in POISON for t in texts)
+
+    essays, metrics, texts = _faulty("reasoning", mode, tmp_path / "r")
+    assert [e.status for e in essays] == ["accepted", "accepted"]
+    assert THINKING in essays[0].reasoning
+    assert len(texts) == 2 and not any(p in t for p in POISON for t in texts)
+
+
+def test_truncated_reply_is_asked_again_with_more_tokens_and_not_cached(tmp_path: Path) -> None:
+    charts = _charts(1)
+    with StubServer(reply=teacher_reply, faults=FaultPlan.queue(["length"])) as stub:
+        params = _params(stub, max_tokens=100, retry_max_tokens_factor=3.0)
+        essays, metrics = _run(stub, params, charts, tmp_path)
+        budgets = [r.body["max_tokens"] for r in stub.chat_requests]
+        assert essays[0].status == "accepted" and essays[0].attempts == 2
+        assert budgets == [100] + [300] * 4  # the cut introduction, then a full attempt
+        assert metrics["request_errors"] == {"truncated": 1}
+        cut = stub.chat_requests[0].body
+        stub.reset_log()
+        essays, again = _run(stub, params, charts, tmp_path)  # the outage is over: rerun
+        assert stub.chat_requests[0].body == cut  # the cut reply was not cached: asked again
+        assert essays[0].status == "accepted" and essays[0].attempts == 1
+        assert again["request_errors"] == {}
+
+
+def test_wrong_attribution_is_rejected(tmp_path: Path) -> None:
+    chart = _charts(1)[0]
+    first, second = chart.rows[0], chart.rows[1]
+
+    def swapped(body: dict) -> str:
+        text = teacher_reply(body)
+        a, b = f"{first[0]} stood at {first[1]}", f"{second[0]} stood at {first[1]}"
+        return text.replace(a, b) if a in text else text
+
+    with StubServer(reply=swapped) as stub:
+        params = _params(stub, mode="single", max_tokens=700, max_attempts=1)
+        params = params.model_copy(
+            update={
+                "validation": params.validation.model_copy(update={"min_attributed_fraction": 0.9})
+            }
+        )
+        essays, _ = _run(stub, params, [chart], tmp_path)
+    assert essays[0].status == "rejected" and "misattributed_numbers" in essays[0].reasons

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
-from chartdistill.essay.text import clean_prose
+from chartdistill.essay.text import clean_prose, strip_wrapping
 from chartdistill.evaluation.known_answer import (
     CORRUPTION_KINDS,
     CorruptionKind,
@@ -193,13 +193,18 @@ def parse_verdict(text: str | None) -> Verdict:
     """
     if not text or not text.strip():
         return Verdict(None, error="empty_reply")
-    data = _first_json_object(text)
+    # Reasoning blocks, fences and a "Here is my verdict:" line go before the JSON is read, so
+    # an object inside <think> is never taken for the verdict.
+    data = _first_json_object(strip_wrapping(text).text)
     if data is None:
         return Verdict(None, error="no_json")
     notes: list[str] = []
     bands = _parse_bands(data.get("bands"), notes)
     reason = data.get("reason")
-    reason = reason.strip() if isinstance(reason, str) else ""
+    prose = clean_prose(reason) if isinstance(reason, str) else None
+    reason = prose.text if prose else ""
+    if prose and prose.reasons:
+        notes.append(f"reason is not prose: {', '.join(prose.reasons)}")
     raw_winner = data.get("winner")
     winner = (
         _WINNER_ALIASES.get(" ".join(raw_winner.lower().split()))

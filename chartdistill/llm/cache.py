@@ -2,6 +2,14 @@
 
 `CachedClient` answers hits locally, sends misses to the backend and stores every success the
 moment it arrives, so a rerun sends only what is missing and a killed run loses nothing.
+
+What is cached decides what a rerun repeats:
+- a complete reply (it ended with a normal stop) is stored, whatever its text: a well-formed
+  reply that later fails validation is a deterministic outcome and is replayed, not re-asked;
+- a transient failure is never stored, so the next run asks again: network errors, 429/5xx,
+  malformed or empty bodies, and replies that did not stop on their own (cut by max_tokens:
+  "truncated"; "content_filter", "tool_call", "no_finish_reason"). An entry written before
+  this rule that holds such a reply is read as a miss.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from chartdistill.llm.types import (
     ChatRequest,
     ChatResult,
     OnResult,
+    finish_error,
     summarise_messages,
 )
 
@@ -26,7 +35,14 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 
 
-_RESULT_FIELDS = ("text", "prompt_tokens", "completion_tokens", "latency_s", "finish_reason")
+_RESULT_FIELDS = (
+    "text",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "finish_reason",
+    "reasoning",
+)
 
 
 class ResponseCache:
@@ -57,15 +73,21 @@ class ResponseCache:
                 completion_tokens=int(stored["completion_tokens"]),
                 latency_s=float(stored["latency_s"]),
                 finish_reason=stored["finish_reason"],
-                error=None,
+                error=finish_error(stored["finish_reason"]),
                 tries=int(stored.get("tries", 1)),
                 cached=True,
+                reasoning=str(stored.get("reasoning") or ""),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cache entry %s is unreadable (%s); treating it as a miss", path, exc)
             return None
         if entry.get("key") != key or not result.ok:
-            log.warning("cache entry %s does not match its key or holds no text; a miss", path)
+            log.warning(
+                "cache entry %s does not match its key, holds no text or an incomplete reply "
+                "(%s); a miss",
+                path,
+                result.error,
+            )
             return None
         return result
 
@@ -89,6 +111,13 @@ class ResponseCache:
 
     def __contains__(self, key: str) -> bool:
         return self.path(key).exists()
+
+
+def complete_or_failed(result: ChatResult) -> ChatResult:
+    """The result, or a failure when it did not end with a normal stop (any backend)."""
+    if result.error is None and (error := finish_error(result.finish_reason)) is not None:
+        return replace(result, error=error)
+    return result
 
 
 @dataclass
@@ -173,6 +202,7 @@ class CachedClient:
 
         def arrived(position: int, result: ChatResult) -> None:
             key = keys[sent[position]]
+            result = complete_or_failed(result)
             self._count(result)
             if result.ok:
                 self.cache.put(key, model, requests[sent[position]], result)
