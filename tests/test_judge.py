@@ -685,11 +685,16 @@ def test_scoring_in_batches_with_shared_prefixes_matches_one_at_a_time(tiny_scor
     alone = [
         json.loads(r.text) for r in make(batch_size=1).complete_all(requests, lambda i, r: None)
     ]
-    for backend in (make(batch_size=4), make(batch_size=6, reuse_prefix=False)):
-        batched = [json.loads(r.text) for r in backend.complete_all(requests, lambda i, r: None)]
+    served = {}
+    for reuse, backend in ((True, make(batch_size=4)), (False, make(6, reuse_prefix=False))):
+        results = backend.complete_all(requests, lambda i, r: None)
+        served[reuse] = sum(r.cached_tokens for r in results)
+        batched = [json.loads(r.text) for r in results]
         for a, b in zip(alone, batched, strict=True):
             assert a["winner"] == b["winner"]
             assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+    # Five prompts share a 50-word prefix; batched four at a time, three rows reuse it.
+    assert served[True] >= 3 * 50 and served[False] == 0
 
 
 def test_options_must_start_with_distinct_tokens(tiny_scorer) -> None:

@@ -6,8 +6,7 @@ fine-tuned student, raw, expected (debiased probability) and length-controlled w
 paired bootstrap 95 % intervals (chartdistill.evaluation.winrate), the same per chart type,
 rubric band means, judge failures by reason, position consistency, the judge's known-answer
 accuracy, and the automatic metrics overall and per chart type. Everything in it is a number
-(or null) in nested dicts, never a list, so
-`dvc metrics diff` shows it key by key.
+(or null) in nested dicts, never a list, so `dvc metrics diff` shows it key by key.
 """
 
 from __future__ import annotations

@@ -153,27 +153,31 @@ class ScoringBackend:
                 except (RuntimeError, ValueError) as exc:
                     log.exception("%s: scoring failed for a batch of %d", self.model_id, len(batch))
                     error = f"scoring_error: {type(exc).__name__}"
-                    scores = [None] * len(batch)
+                    scores: list[tuple[ChoiceScores, int] | None] = [None] * len(batch)
                     for index in batch:
                         results[index] = ChatResult(text=None, error=error)
                 latency = time.perf_counter() - began
-                for index, score in zip(batch, scores, strict=True):
-                    if score is not None:
+                for index, scored in zip(batch, scores, strict=True):
+                    if scored is not None:
+                        score, served = scored
                         results[index] = ChatResult(
                             text=score.to_text(self.field),
                             prompt_tokens=len(encoded[index]),
                             completion_tokens=0,
                             latency_s=latency,
                             finish_reason="scored",
+                            cached_tokens=served,
                         )
                     on_result(index, results[index])  # type: ignore[arg-type]
                 bar.update(len(batch))
         self.embedded.prefix_store.clear()  # these prefixes do not recur; free their memory
         return [r for r in results if r is not None]
 
-    def _score(self, batch: list[list[int]]) -> list[ChoiceScores]:
+    def _score(self, batch: list[list[int]]) -> list[tuple[ChoiceScores, int]]:
         """One forward pass over the batch (shared prefixes prefilled once); the logits at each
-        row's last position scored over the options."""
+        row's last position scored over the options, with the prompt tokens each row took from
+        a prefix computed before (the row that caused a prefix's computation counts it as its
+        own prefill)."""
         import torch
 
         from chartdistill.llm.prefix import (
@@ -187,14 +191,19 @@ class ScoringBackend:
         reuse = getattr(self.embedded.params, "reuse_prefix", True)
         lengths = shared_prefix_lengths(batch) if reuse else [0] * len(batch)
         kwargs: dict[str, Any] = {}
+        served = [0] * len(batch)  # prompt tokens of each row taken from a prefix computed before
         if any(lengths):
             store = self.embedded.prefix_store
-            prefixes = [
-                store.get(ids[:k])[0] if k else None for ids, k in zip(batch, lengths, strict=True)
-            ]
-            ids, mask, _ = prefixed_inputs(batch, lengths, pad)
+            prefixes = []
+            for row, (tokens, k) in enumerate(zip(batch, lengths, strict=True)):
+                if not k:
+                    prefixes.append(None)
+                    continue
+                prefix, computed = store.get(tokens[:k])
+                prefixes.append(prefix)
+                served[row] = 0 if computed else k
+            ids, mask, cached = prefixed_inputs(batch, lengths, pad)
             kwargs["past_key_values"] = batch_cache(prefixes, model.config)
-            cached = kwargs["past_key_values"].get_seq_length()
             new = ids[:, cached:]
         else:
             width = max(len(r) for r in batch)
@@ -217,5 +226,6 @@ class ScoringBackend:
         last = out.logits[:, -1, :]
         assert self._token_ids is not None
         return [
-            choice_scores(last[row], self._token_ids, self.options) for row in range(len(batch))
+            (choice_scores(last[row], self._token_ids, self.options), served[row])
+            for row in range(len(batch))
         ]
