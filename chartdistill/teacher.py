@@ -74,6 +74,7 @@ class TeacherParams(Section):
         max_words=400,
         min_numbers=2,
         min_grounded_fraction=0.6,
+        min_attributed_fraction=0.5,
         max_repeated_trigram_rate=0.2,
     )
     prices: PriceTable = PriceTable()
