@@ -20,7 +20,10 @@ TINY_PROFILE: dict[str, Any] = {
     "charts": {"counts": {"bar": 2, "line": 2, "pie": 1, "table": 1}, "width": 224, "height": 168},
     "teacher": {"validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
     # This salt puts the six tiny charts in every split (3 train, 1 validation, 2 test).
-    "datasets": {"min_words": 100, "min_grounded_fraction": 0.5, "split_salt": "tiny-3"},
+    "datasets": {
+        "bounds": {"min_words": 100, "min_grounded_fraction": 0.5},
+        "split_salt": "tiny-3",
+    },
     "student": {
         "base": "tiny",
         "vision": {

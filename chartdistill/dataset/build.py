@@ -21,9 +21,8 @@ from pydantic import Field, model_validator
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord, Reject
 from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
-from chartdistill.essay.grounding import ground_numbers
 from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
-from chartdistill.essay.text import word_count
+from chartdistill.essay.text import EssayBounds, validate_essay, word_count
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,15 @@ class DatasetsParams(Section):
     split: SplitFractions = SplitFractions()
     split_salt: str = "chartdistill-v1"  # change it to draw a new split
     use_source_split: bool = True  # keep a dataset's own split (Chart-to-text) when it has one
-    min_words: int = 120
-    max_words: int = 400
-    min_grounded_fraction: float = Field(default=0.6, ge=0, le=1)
-    tolerance: float = Field(default=0.02, ge=0)
+    # The teacher's checks again (validate_essay), with the datasets' own values: set them
+    # stricter than teacher.validation to filter without re-teaching.
+    bounds: EssayBounds = EssayBounds(
+        min_words=120,
+        max_words=400,
+        min_numbers=2,
+        min_grounded_fraction=0.6,
+        max_repeated_trigram_rate=0.2,
+    )
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
     shingle_size: int = Field(default=5, ge=1)
 
@@ -90,14 +94,9 @@ def _essay_problem(
     missing = [name for name in SECTIONS if not sections.get(name, "").strip()]
     if missing:
         return "missing_section", ",".join(missing)
-    words = word_count(render_unstructured(sections))
-    if words < params.min_words:
-        return "too_short", f"{words} words < {params.min_words}"
-    if words > params.max_words:
-        return "too_long", f"{words} words > {params.max_words}"
-    grounding = ground_numbers(render_unstructured(sections), chart, params.tolerance)
-    if grounding.fraction is not None and grounding.fraction < params.min_grounded_fraction:
-        return "ungrounded_numbers", f"{grounding.fraction:.2f}: {grounding.ungrounded[:5]}"
+    reasons = validate_essay(sections, chart, params.bounds)
+    if reasons:
+        return reasons[0], ",".join(reasons)
     return None
 
 
