@@ -53,6 +53,7 @@ class DatasetsParams(Section):
         max_words=400,
         min_numbers=2,
         min_grounded_fraction=0.6,
+        min_attributed_fraction=0.5,
         max_repeated_trigram_rate=0.2,
     )
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
