@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOOP_REPEATS = 3
 CRASH_AFTER_ENTRIES = 5
 FULL_GOAL_S = 600.0
+NOTES_HEADING = "## Notes"
 
 
 @dataclass
@@ -414,7 +415,11 @@ def main() -> None:
     if args.write:
         from chartdistill.io import atomic_write_text
 
-        atomic_write_text(ROOT / "BENCHMARKS.md", report(rows, machine(), before, args.full))
+        target = ROOT / "BENCHMARKS.md"
+        kept = ""  # hand-written notes below NOTES_HEADING survive a rewrite of the table
+        if target.exists() and NOTES_HEADING in (old := target.read_text(encoding="utf-8")):
+            kept = old[old.index(NOTES_HEADING) :]
+        atomic_write_text(target, report(rows, machine(), before, args.full) + kept)
 
 
 if __name__ == "__main__":
