@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from chartdistill.data.records import ChartRecord
+from chartdistill.data.records import CHART_TYPES, ChartRecord
 from chartdistill.essay.grounding import (
     ChartNumbers,
     Mention,
     close_to,
     extract_numbers,
     ground_numbers,
+    names_subject,
     value_mentions,
 )
+from chartdistill.prompts.chart_types import load_examples
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 
 
 def chart(**overrides: object) -> ChartRecord:
@@ -255,3 +261,71 @@ def test_a_value_equal_to_a_label_number_is_a_value_unless_written_as_the_label(
     assert g.labels == ["16", "24", "25", "44"]
     g = ground_numbers("Those aged 16 to 24 spent 31 hours.", ages, 0)
     assert g.labels == ["16", "24"] and g.ungrounded == ["31"]  # "16 to 24" names the row
+
+
+# --- attribution level (issue 12) ---------------------------------------------------------------
+
+
+def test_a_value_given_to_the_wrong_category_is_not_attributed() -> None:
+    pie = chart(
+        chart_type="pie",
+        title="Household energy use by purpose",
+        unit="%",
+        columns=["Purpose", "Share"],
+        rows=[["Heating", 40.0], ["Cooling", 25.0], ["Lighting", 35.0]],
+    )
+    right = ground_numbers("Heating took 40%, while cooling used 25%.", pie, 0.02)
+    wrong = ground_numbers("Heating took 25%. Cooling used 40%.", pie, 0.02)
+    assert (right.grounded, right.attributed, right.attributed_fraction) == (2, 2, 1.0)
+    assert (wrong.grounded, wrong.attributed, wrong.misattributed) == (2, 0, ["25%", "40%"])
+
+
+def test_bare_differences_no_longer_ground_any_number() -> None:
+    table = chart(
+        title="Visitors",
+        unit="",
+        columns=["Site", "Visitors"],
+        rows=[["A", 100.0], ["B", 270.0], ["C", 849.0]],
+    )
+    # 170 = 270 - 100 and 579 = 849 - 270, but nothing says they are differences
+    assert ground_numbers("A had 170 visitors and C 579.", table, 0.02).grounded == 0
+    stated = ground_numbers("B had 170 more visitors than A, and C exceeded B by 579.", table, 0)
+    assert (stated.grounded, stated.attributed) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "grounded"),
+    [
+        ("In total, the three sites had 1,219 visitors.", True),
+        ("C had about 3 times as many visitors as B.", True),
+        ("C accounted for 69.6% of all visitors.", True),
+        ("C had 69.6% of the visitors.", False),  # a share nobody called one
+        ("C drew about 830 visitors.", True),  # hedged: within 5 %
+        ("C drew 830 visitors.", False),
+    ],
+)
+def test_derived_figures_and_hedges_stated_as_such(text: str, grounded: bool) -> None:
+    table = chart(
+        title="Visitors",
+        unit="",
+        columns=["Site", "Visitors"],
+        rows=[["A", 100.0], ["B", 270.0], ["C", 849.0]],
+    )
+    g = ground_numbers(text, table, 0.02, approx_tolerance=0.05)
+    assert (g.grounded == 1) is grounded and (g.attributed == 1) is grounded, g
+
+
+def test_every_example_essay_names_its_chart_and_attributes_its_figures() -> None:
+    for chart_type in CHART_TYPES:
+        for example in load_examples(PROMPTS, chart_type):
+            body = "\n\n".join(example.sections.values())
+            g = ground_numbers(body, example.chart, 0.02)
+            assert g.fraction == 1.0 and g.attributed_fraction >= 0.8, (example.chart.title, g)
+            assert names_subject(example.sections["introduction"], example.chart)
+
+
+def test_an_introduction_with_another_charts_title_or_period_does_not_name_this_one() -> None:
+    c = chart()  # "Car sales in three countries, 2010-2020"
+    assert names_subject("The graph shows car sales in the UK and France from 2010.", c)
+    assert not names_subject("The chart shows electricity generated from coal and wind.", c)
+    assert not names_subject("The graph shows car sales in three countries, 1990-2000.", c)

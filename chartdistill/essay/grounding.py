@@ -322,7 +322,7 @@ _DIFFERENCE_BEFORE = re.compile(
 )
 _DIFFERENCE_AFTER = re.compile(
     r"^\s*(?:[a-z]+\s+){0,2}?(?:more|less|fewer|higher|lower|greater|smaller|larger|bigger)"
-    r"\s+than\b",
+    r"(?:\s+[a-z]+){0,2}?\s+than\b",
     re.IGNORECASE,
 )
 _RATIO_AFTER = re.compile(r"^\s*(?:times|-?fold)\b", re.IGNORECASE)
