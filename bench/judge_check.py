@@ -43,8 +43,8 @@ def main() -> None:
     report = reliability(pairs, judged, params.known_answer.min_accuracy)
     report["every_pair_has_a_verdict"] = all(j.outcome is not None for j in judged)
     report["wall_s"] = round(seconds, 1)
-    report["requests_sent"] = client.requests_sent
-    report["prompt_tokens"] = client.prompt_tokens
+    report["requests_sent"] = client.stats.requests_sent
+    report["tokens"] = client.stats.token_counts()
     report["judge"] = client.model_id
     print(json.dumps(report, indent=1))
 
