@@ -7,7 +7,8 @@ import sys
 
 from chartdistill.config import load_paths, load_section
 from chartdistill.io import write_jsonl
-from chartdistill.prompts.student import render_student_prompt
+from chartdistill.prompts.student import StudentPrompt
+from chartdistill.student.model import StudentParams
 from chartdistill.student.predict import PredictParams, check_model_name, load_test_split, predict
 from stages.common import run, setup
 
@@ -27,7 +28,7 @@ def main() -> None:
             f"predict: the {variant} test split is empty; add charts or change the split"
         )
     adapter = None if name == "baseline" else paths.models / name
-    prompt = render_student_prompt(paths.prompts, None)
+    prompt = StudentPrompt(paths.prompts, load_section("student", StudentParams).ocr_hint)
     predictions = predict(rows, paths.base_model, adapter, prompt, params, name)
     write_jsonl(paths.predictions / f"{name}.jsonl", predictions)
     log.info("%s: %d essays written", name, len(predictions))

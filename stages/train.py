@@ -8,7 +8,8 @@ import sys
 from chartdistill.config import load_paths, load_section
 from chartdistill.essay.sections import VARIANTS
 from chartdistill.io import write_csv, write_json
-from chartdistill.prompts.student import render_student_prompt
+from chartdistill.prompts.student import StudentPrompt
+from chartdistill.student.model import StudentParams
 from chartdistill.student.training import TrainParams, train_variant
 from stages.common import run, setup
 
@@ -27,7 +28,7 @@ def main() -> None:
         out_dir=paths.models / variant,
         checkpoint_dir=paths.checkpoints / variant,
         params=params,
-        prompt=render_student_prompt(paths.prompts, None),
+        prompt=StudentPrompt(paths.prompts, load_section("student", StudentParams).ocr_hint),
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under `accelerate launch` only the main process writes the outputs
