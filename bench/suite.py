@@ -125,7 +125,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def bare_dvc_noop(tmp: Path) -> float:
     """Median no-op `dvc repro` of a trivial one-stage DVC project."""
-    from tests.conftest import Project
+    from harness.project import Project
 
     folder = tmp / "bare"
     folder.mkdir()
@@ -148,7 +148,7 @@ def _cache_entries(root: Path) -> int:
 def _kill_teach_mid_run(project: object, cache: Path, entries: int) -> int:
     """Start `python -m stages.teach`, SIGKILL its group once `entries` new answers are
     cached; returns how many new answers were cached when it died."""
-    from tests.conftest import BIN
+    from harness.project import BIN
 
     before = _cache_entries(cache)
     process = subprocess.Popen(
@@ -176,9 +176,9 @@ def _kill_teach_mid_run(project: object, cache: Path, entries: int) -> int:
 
 def pipeline_requests(tmp: Path) -> list[Row]:
     """Requests sent by reruns on the tiny profile, teacher and judge on the stub."""
-    from tests.conftest import TINY_PROFILE, copy_project
-    from tests.fake_teacher import reply
-    from tests.stub_server import StubServer
+    from harness.fake_teacher import reply
+    from harness.project import TINY_PROFILE, copy_project
+    from harness.stub_server import StubServer
 
     project = copy_project(tmp / "tiny")
     project.set_params(TINY_PROFILE)
@@ -256,7 +256,7 @@ def timed_repro(project: Any) -> tuple[float, dict[str, float]]:
 
 def full_cold_repro(tmp: Path) -> list[Row]:
     """The default profile (embedded teacher, judge and student) from nothing, split by stage."""
-    from tests.conftest import copy_project
+    from harness.project import copy_project
 
     project = copy_project(tmp / "default")
     project.commit("default profile")

@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
-from tests.stub_server import StubServer  # noqa: E402
+from harness.stub_server import StubServer  # noqa: E402
 
 LATENCY_S = 0.2
 CONCURRENCY = (1, 4, 16, 64)

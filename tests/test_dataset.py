@@ -16,7 +16,7 @@ from chartdistill.dataset.build import (
 )
 from chartdistill.dataset.dedup import near_duplicate_pairs
 from chartdistill.essay.sections import MARKERS, SECTIONS
-from tests.fake_teacher import paragraphs
+from harness.fake_teacher import paragraphs
 
 PARAMS = DatasetsParams(bounds={"min_words": 60, "min_grounded_fraction": 0.5})
 

@@ -33,8 +33,8 @@ from chartdistill.evaluation.summary import (
 )
 from chartdistill.evaluation.winrate import PairScore, fit_logistic, spread, win_rates
 from chartdistill.io import read_json, read_jsonl, write_csv, write_jsonl
-from tests.fake_teacher import judge_reply
-from tests.stub_server import StubServer
+from harness.fake_teacher import judge_reply
+from harness.stub_server import StubServer
 from tests.test_essays import CHART, GOOD
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.scoring import ScoringBackend, option_token_ids
 from chartdistill.llm.types import ChatRequest, EmbeddedParams, LLMParams
-from tests.stub_server import FaultPlan, StubServer
+from harness.stub_server import FaultPlan, StubServer
 from tests.test_essays import CHART, GOOD
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from chartdistill.llm.openai_backend import (
     split_reasoning,
 )
 from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
-from tests.stub_server import THINKING, Fault, FaultPlan, StubServer
+from harness.stub_server import THINKING, Fault, FaultPlan, StubServer
 
 SENTINEL_KEY = "sk-sentinel-3f9c2a7e-never-store-me"
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from harness.fake_teacher import reply
+from harness.stub_server import StubServer
 from tests.conftest import Project, point_llms_at
-from tests.fake_teacher import reply
-from tests.stub_server import StubServer
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from chartdistill import plots_template as pt
+from harness.fake_teacher import reply
+from harness.stub_server import StubServer
 from tests.conftest import ROOT, TINY_PROFILE, Project, copy_project, point_llms_at
-from tests.fake_teacher import reply
-from tests.stub_server import StubServer
 
 CHROMIUM_FLAGS = (
     "--headless",

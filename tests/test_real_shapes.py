@@ -37,9 +37,9 @@ from chartdistill.student.training import (
     sample_length,
     train_variant,
 )
+from harness.fake_teacher import reply
+from harness.stub_server import StubServer
 from tests.conftest import TINY_PROFILE, copy_project, point_llms_at
-from tests.fake_teacher import reply
-from tests.stub_server import StubServer
 from tests.test_training import write_split
 
 PROMPT = "Write an IELTS Academic Task 1 essay describing this chart."

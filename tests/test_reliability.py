@@ -26,10 +26,10 @@ from chartdistill.data import chart2text
 from chartdistill.data.chart2text import Chart2TextParams, import_chart2text, load_png
 from chartdistill.llm.types import ChatRequest
 from chartdistill.student.training import checkpoint_step, last_checkpoint
+from harness.fake_teacher import _table, _user_text, reply
+from harness.stub_server import Fault, FaultPlan, RecordedRequest, StubServer
 from tests import c2t_fixture
 from tests.conftest import BIN, Project
-from tests.fake_teacher import _table, _user_text, reply
-from tests.stub_server import Fault, FaultPlan, RecordedRequest, StubServer
 
 SECTIONS_PER_CHART = 4
 ENTRY = re.compile(r"^[0-9a-f]{64}\.json$")

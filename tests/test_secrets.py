@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.fake_teacher import reply
+from harness.stub_server import StubServer
 from tests.conftest import Project
-from tests.fake_teacher import reply
-from tests.stub_server import StubServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import pytest
 from chartdistill.data.records import EssayRecord
 from chartdistill.data.synthetic import make_chart
 from chartdistill.essay.figures import teacher_figures
+from harness.fake_teacher import _user_text, reply
+from harness.stub_server import StubServer
 from tests.conftest import Project, point_llms_at
-from tests.fake_teacher import _user_text, reply
-from tests.stub_server import StubServer
 
 
 def essay(chart_id: str, chart_type: str, status: str, body: str) -> EssayRecord:
