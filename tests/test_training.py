@@ -72,7 +72,10 @@ def write_split(path: Path, n: int, offset: int) -> None:
         "teacher_model": ["stub"] * n,
         "prompt_hash": ["h"] * n,
     }
-    Dataset.from_dict(rows, features=dataset_features()).to_parquet(str(path))
+    features = dataset_features()
+    for name in features:  # any further text column of the contract: empty
+        rows.setdefault(name, [""] * n)
+    Dataset.from_dict(rows, features=features).to_parquet(str(path))
 
 
 @pytest.fixture(scope="module")
