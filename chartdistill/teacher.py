@@ -25,6 +25,7 @@ from chartdistill.data.records import ChartRecord, EssayRecord
 from chartdistill.essay.figures import teacher_figures
 from chartdistill.essay.sections import MARKERS, SECTIONS
 from chartdistill.essay.text import (
+    LENIENT_BOUNDS,
     REASON_CODES,
     EssayBounds,
     essay_grounding,
@@ -68,15 +69,7 @@ class TeacherParams(Section):
     stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
-    # Lenient, for the bundled 135M teacher (EssayBounds' own defaults are the strict ones).
-    validation: EssayBounds = EssayBounds(
-        min_words=120,
-        max_words=400,
-        min_numbers=2,
-        min_grounded_fraction=0.6,
-        min_attributed_fraction=0.5,
-        max_repeated_trigram_rate=0.2,
-    )
+    validation: EssayBounds = LENIENT_BOUNDS
     prices: PriceTable = PriceTable()
 
 

@@ -22,7 +22,7 @@ from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord, Reject
 from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
 from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
-from chartdistill.essay.text import EssayBounds, validate_essay, word_count
+from chartdistill.essay.text import LENIENT_BOUNDS, EssayBounds, validate_essay, word_count
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,7 @@ class DatasetsParams(Section):
     use_source_split: bool = True  # keep a dataset's own split (Chart-to-text) when it has one
     # The teacher's checks again (validate_essay), with the datasets' own values: set them
     # stricter than teacher.validation to filter without re-teaching.
-    bounds: EssayBounds = EssayBounds(
-        min_words=120,
-        max_words=400,
-        min_numbers=2,
-        min_grounded_fraction=0.6,
-        min_attributed_fraction=0.5,
-        max_repeated_trigram_rate=0.2,
-    )
+    bounds: EssayBounds = LENIENT_BOUNDS
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
     shingle_size: int = Field(default=5, ge=1)
 
