@@ -97,7 +97,6 @@ CHART_TYPE_MAP: dict[str, ChartType] = {
     "table": "table",
 }
 MISSING_CELLS = frozenset({"", "-", "–", "—", "n/a", "na", "n.a.", "none", "null", "nan", "..."})
-CURRENCY = "$€£¥"
 
 
 class Chart2TextParams(Section):

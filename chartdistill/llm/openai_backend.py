@@ -185,12 +185,12 @@ def _classify(exc: Exception) -> _Attempt:
 class OpenAIBackend:
     """ChatBackend over an OpenAI-compatible HTTP server."""
 
-    def __init__(self, params: LLMParams, rng_seed: int | None = None) -> None:
+    def __init__(self, params: LLMParams) -> None:
         if not params.base_url:
             raise ValueError("OpenAIBackend: params.base_url is not set (None means embedded)")
         self.params = params
         self.model_id = params.model
-        self._rng = random.Random(rng_seed)
+        self._rng = random.Random()  # backoff jitter only
 
     def _api_key(self) -> str:
         return os.environ.get(self.params.api_key_env) or "not-needed"
