@@ -150,16 +150,28 @@ def auto_dtype() -> str:
     return resolve_dtype_name("auto")
 
 
+CASES = {
+    "teacher": [(teacher_case, False), (teacher_case, True)],
+    "judge": [(judge_case, False), (judge_case, True)],
+    "dtype": [(dtype_probe, "float32"), (dtype_probe, "bfloat16")],
+}
+
+
 def main() -> None:
+    """`python -m bench.llm_stages [teacher] [judge] [dtype]` (default: all); each row is printed
+    as soon as its case ends."""
+    import sys
+
     from bench.student_step import run_isolated, table
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    rows = [
-        run_isolated(f, arg) for f, arg in ((dtype_probe, "float32"), (dtype_probe, "bfloat16"))
-    ]
-    rows += [run_isolated(teacher_case, after) for after in (False, True)]
-    rows += [run_isolated(judge_case, after) for after in (False, True)]
-    print(f"auto -> {run_isolated(auto_dtype)}")  # noqa: T201 - a benchmark's report is its stdout
+    chosen = sys.argv[1:] or list(CASES)
+    print(f"auto -> {run_isolated(auto_dtype)}", flush=True)  # noqa: T201 - the report is stdout
+    rows = []
+    for name in chosen:
+        for fn, arg in CASES[name]:
+            rows.append(run_isolated(fn, arg))
+            print(rows[-1], flush=True)  # noqa: T201
     print(table(rows))  # noqa: T201
 
 
