@@ -414,6 +414,7 @@ class StubServer:
                     "index": 0,
                     "message": assistant,
                     "finish_reason": finish,
+                    **({"logprobs": reply["logprobs"]} if reply.get("logprobs") else {}),
                 }
             ],
             "usage": {

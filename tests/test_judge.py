@@ -5,6 +5,7 @@ their debiased combination; known-answer pairs; constrained verdict scoring on a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from chartdistill.evaluation.judge import (
     judge_backend,
     judge_known_answers,
     judge_pairs,
+    logprob_verdict,
     map_letter,
     map_probabilities,
     parse_verdict,
@@ -714,3 +716,51 @@ def test_judge_backend_scores_for_the_embedded_judge_only(tmp_path: Path) -> Non
         {"llm": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}
     )
     assert not isinstance(judge_backend(server, PROMPTS), ScoringBackend)
+
+
+# --------------------------------------------------------------------------- server logprobs
+
+
+def logprob_reply(p_a: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A server that answers winner A and sends OpenAI-style logprobs: P(A) = p_a at the
+    verdict token, the rest on B."""
+
+    def reply(body: dict[str, Any]) -> dict[str, Any]:
+        assert body["logprobs"] is True and body["top_logprobs"] == 3
+        tokens = ['{"', "winner", '":', ' "', "A", '",', ' "reason": "ok"}']
+        content = []
+        for token in tokens:
+            top = [{"token": token, "logprob": 0.0, "bytes": None}]
+            if token == "A":
+                top = [
+                    {"token": "A", "logprob": math.log(p_a), "bytes": None},
+                    {"token": "B", "logprob": math.log(1 - p_a), "bytes": None},
+                ]
+            content.append({**top[0], "top_logprobs": top})
+        return {"content": "".join(tokens), "logprobs": {"content": content}}
+
+    return reply
+
+
+def test_logprob_verdict_reads_the_winner_token() -> None:
+    tokens = [{"token": t, "top": {t: 0.0}} for t in ['{"', "reason", '":', ' "A', " is"]]
+    assert logprob_verdict(tokens) == {}  # an "A" before "winner" is not the verdict
+    tokens += [
+        {"token": '", "winner": "', "top": {}},
+        {"token": "B", "top": {"B": -0.1, " A": -2.4}},
+    ]
+    got = logprob_verdict(tokens)
+    assert got["B"] == pytest.approx(math.exp(-0.1) / (math.exp(-0.1) + math.exp(-2.4)))
+    assert got["tie"] == 0.0
+
+
+def test_server_logprobs_give_the_verdict_its_probabilities(serve, tmp_path: Path) -> None:
+    stub, client = serve(logprob_reply(0.8))
+    judged = run_judge(client, [chart(1)], logprobs=3)
+    first, second = judged[0].verdicts
+    assert first.probabilities == pytest.approx({"baseline": 0.8, "finetuned": 0.2, "tie": 0.0})
+    assert second.probabilities == pytest.approx({"finetuned": 0.8, "baseline": 0.2, "tie": 0.0})
+    assert judged[0].outcome == "tie" and judged[0].expected_score == pytest.approx(0.5)
+    # The logprobs are cached with the reply: a rerun reads the same probabilities.
+    again = run_judge(client_for(stub, tmp_path / "cache"), [chart(1)], logprobs=3)
+    assert again[0].verdicts[0].cached and again[0].probabilities == judged[0].probabilities

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,7 +100,10 @@ class JudgeParams(Section):
 
     `verdict`: "auto" reads the verdict from token probabilities where the backend offers them
     (the embedded model: a constrained choice among A, B and tie, nothing generated), else
-    parses the JSON reply; "reply" always parses the generated reply."""
+    parses the JSON reply; "reply" always parses the generated reply. `logprobs` > 0 asks a
+    server for that many top alternatives per token (OpenAI `logprobs`/`top_logprobs`; 0: off,
+    for servers that reject it): the verdict's probabilities are then read at the winner token
+    instead of one-hot."""
 
     llm: LLMParams = LLMParams(
         model="smollm2-135m-instruct", embedded=EmbeddedParams(repetition_penalty=1.0)
@@ -109,6 +113,7 @@ class JudgeParams(Section):
     seed: int = 0
     both_orders: bool = True
     verdict: Literal["auto", "reply"] = "auto"
+    logprobs: int = Field(default=0, ge=0, le=20)  # a server's top alternatives per token
     known_answer: KnownAnswerParams = KnownAnswerParams()
 
 
@@ -389,7 +394,37 @@ def _apply(verdict: OrderVerdict, result: ChatResult) -> None:
     verdict.reason = parsed.reason
     verdict.error = parsed.error
     verdict.notes = parsed.notes
-    verdict.probabilities = map_probabilities(parsed.probabilities, verdict.order)
+    probabilities = parsed.probabilities
+    if parsed.winner is not None and result.logprobs:
+        from_logprobs = logprob_verdict(result.logprobs)
+        if from_logprobs:
+            probabilities = from_logprobs
+        else:
+            verdict.notes.append("no verdict token among the logprobs; one-hot")
+    verdict.probabilities = map_probabilities(probabilities, verdict.order)
+
+
+def _letter(token: str) -> Letter | None:
+    return _WINNER_ALIASES.get(token.strip().strip('"').strip().lower())
+
+
+def logprob_verdict(tokens: list[dict[str, Any]]) -> dict[str, float]:
+    """A, B and tie probabilities at the token where the reply's winner value starts: the first
+    token after `"winner"` that reads as a verdict letter; the top alternatives there that read
+    as letters, renormalised. {} when there is no such token."""
+    seen = ""
+    for item in tokens:
+        token = str(item.get("token", ""))
+        if '"winner"' in seen.lower() and _letter(token) is not None:
+            weights = dict.fromkeys(LETTERS, 0.0)
+            for alternative, logprob in (item.get("top") or {}).items():
+                letter = _letter(str(alternative))
+                if letter is not None and isinstance(logprob, int | float):
+                    weights[letter] += math.exp(logprob)
+            total = sum(weights.values())
+            return {k: v / total for k, v in weights.items()} if total > 0 else {}
+        seen += token
+    return {}
 
 
 def _require(mapping: dict[str, str], chart_id: str, what: str) -> str:
@@ -448,6 +483,7 @@ def judge_pairs(
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
                     seed=params.seed,
+                    top_logprobs=params.logprobs or None,
                 )
             )
     if requests:

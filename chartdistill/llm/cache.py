@@ -42,6 +42,7 @@ _RESULT_FIELDS = (
     "latency_s",
     "finish_reason",
     "reasoning",
+    "logprobs",
 )
 
 
@@ -77,6 +78,7 @@ class ResponseCache:
                 tries=int(stored.get("tries", 1)),
                 cached=True,
                 reasoning=str(stored.get("reasoning") or ""),
+                logprobs=stored.get("logprobs"),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cache entry %s is unreadable (%s); treating it as a miss", path, exc)

@@ -58,6 +58,7 @@ class _Attempt:
     completion_tokens: int = 0
     finish_reason: str | None = None
     reasoning: str = ""
+    logprobs: list[dict[str, Any]] | None = None
     error: str | None = None
     retryable: bool = False
     retry_after_s: float | None = None
@@ -154,7 +155,28 @@ def _parse_completion(completion: Any) -> _Attempt:
         completion_tokens=completion_tokens,
         finish_reason=finish,
         reasoning=reasoning,
+        logprobs=_token_logprobs(choice),
     )
+
+
+def _token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
+    """Per generated token {"token", "top": {alternative: logprob}} from a choice's `logprobs`
+    (None when the server sent none or something else)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not isinstance(content, list):
+        return None
+    out = []
+    for item in content:
+        token, logprob = getattr(item, "token", None), getattr(item, "logprob", None)
+        if not isinstance(token, str) or not isinstance(logprob, int | float):
+            return None
+        top = {token: float(logprob)}
+        for alt in getattr(item, "top_logprobs", None) or []:
+            alt_token, alt_lp = getattr(alt, "token", None), getattr(alt, "logprob", None)
+            if isinstance(alt_token, str) and isinstance(alt_lp, int | float):
+                top.setdefault(alt_token, float(alt_lp))
+        out.append({"token": token, "top": top})
+    return out
 
 
 def _classify(exc: Exception) -> _Attempt:
@@ -256,6 +278,7 @@ class OpenAIBackend:
                     error=None,
                     tries=tries,
                     reasoning=attempt.reasoning,
+                    logprobs=attempt.logprobs,
                 )
             bad = attempt.error in ("malformed_response", "empty_content")
             bad_responses += bad
@@ -308,6 +331,9 @@ class OpenAIBackend:
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        if request.top_logprobs is not None:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = request.top_logprobs
         try:
             completion = await client.chat.completions.create(**kwargs)
         except asyncio.CancelledError:

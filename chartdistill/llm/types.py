@@ -87,6 +87,7 @@ class ChatRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    top_logprobs: int | None = None  # a server's top alternatives per generated token (0-20)
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -102,14 +103,21 @@ class ChatRequest:
             raise ValueError(f"ChatRequest: temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"ChatRequest: top_p must be in (0, 1], got {self.top_p}")
+        if self.top_logprobs is not None and not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"ChatRequest: top_logprobs must be in 0-20, got {self.top_logprobs}")
 
     def sampling(self) -> dict[str, Any]:
-        return {
+        """The fields besides the messages that shape the answer (`top_logprobs` only when
+        asked for, so other requests keep their cache keys)."""
+        fields: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "seed": self.seed,
         }
+        if self.top_logprobs is not None:
+            fields["top_logprobs"] = self.top_logprobs
+        return fields
 
     def cache_key(self, model: str) -> str:
         """sha256 of the canonical JSON of (model, messages, sampling fields)."""
@@ -132,6 +140,8 @@ class ChatResult:
     tries: int = 1
     cached: bool = False
     reasoning: str = ""  # reasoning the server returned apart from the content (never the essay)
+    # Per generated token, when asked for (ChatRequest.top_logprobs): {"token": t, "top": {t: lp}}
+    logprobs: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
