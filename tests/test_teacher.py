@@ -158,7 +158,7 @@ def test_embedded_teacher_writes_parsed_essays(tmp_path: Path) -> None:
 
 # --- replies that must not poison the data (issue 12) -------------------------------------------
 
-DATASETS = DatasetsParams(min_words=100, min_grounded_fraction=0.5)
+DATASETS = DatasetsParams(bounds={"min_words": 100, "min_grounded_fraction": 0.5})
 POISON = ("```", "Here is the essay", "SYSTEM", "ignore all prior", "<think>", THINKING)
 
 
