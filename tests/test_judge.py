@@ -34,8 +34,9 @@ from chartdistill.evaluation.known_answer import CORRUPTION_KINDS, build_pairs, 
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.scoring import ScoringBackend, option_token_ids
-from chartdistill.llm.types import ChatRequest, EmbeddedParams, LLMParams
+from chartdistill.llm.types import ChatRequest, LLMParams
 from harness.stub_server import FaultPlan, StubServer
+from harness.tiny_llm import embedded_backend, tiny_word_llama
 from tests.test_essays import CHART, GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -597,41 +598,12 @@ SCORE_WORDS = [
 @pytest.fixture(scope="module")
 def tiny_scorer():
     """ScoringBackend over a tiny random Llama with a word-level tokenizer (no files)."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from chartdistill.llm.embedded import EmbeddedBackend
-
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(SCORE_WORDS)}, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>", unk_token="[UNK]"
-    )
-    tokenizer.padding_side = "left"
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
-    )
-    config = LlamaConfig(
-        vocab_size=len(SCORE_WORDS),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    tokenizer, model = tiny_word_llama(SCORE_WORDS)
 
     def make(batch_size: int, reuse_prefix: bool = True) -> ScoringBackend:
-        embedded = EmbeddedBackend(EmbeddedParams(dtype="float32", batch_size=batch_size))
-        embedded.params = embedded.params.model_copy(update={"reuse_prefix": reuse_prefix})
-        embedded._tokenizer, embedded._model = tokenizer, model
+        embedded = embedded_backend(
+            tokenizer, model, batch_size=batch_size, reuse_prefix=reuse_prefix
+        )
         return ScoringBackend(embedded, ("A", "B", "tie"), "verdict: ", "winner")
 
     return make, tokenizer, model

@@ -19,6 +19,7 @@ from chartdistill.llm.openai_backend import (
 )
 from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
 from harness.stub_server import THINKING, Fault, FaultPlan, StubServer
+from harness.tiny_llm import embedded_backend, tiny_word_llama
 
 SENTINEL_KEY = "sk-sentinel-3f9c2a7e-never-store-me"
 
@@ -440,43 +441,8 @@ TINY_WORDS = [
 @pytest.fixture(scope="module")
 def tiny_embedded():
     """An EmbeddedBackend whose tokenizer and model are built in memory."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from chartdistill.llm.embedded import EmbeddedBackend
-
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>", unk_token="[UNK]"
-    )
-    tokenizer.padding_side = "left"
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
-    )
-    config = LlamaConfig(
-        vocab_size=len(TINY_WORDS),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=48,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-
-    def make(**params: object) -> EmbeddedBackend:
-        backend = EmbeddedBackend(EmbeddedParams(dtype="float32", **params))  # type: ignore[arg-type]
-        backend._tokenizer, backend._model = tokenizer, model
-        return backend
-
-    return make
+    tokenizer, model = tiny_word_llama(TINY_WORDS, num_hidden_layers=1, max_position_embeddings=48)
+    return lambda **params: embedded_backend(tokenizer, model, **params)
 
 
 def text_request(text: str, max_tokens: int = 8, **sampling: object) -> ChatRequest:

@@ -10,6 +10,7 @@ import pytest
 
 from chartdistill.llm.prefix import shared_prefix_lengths
 from chartdistill.llm.types import ChatRequest, EmbeddedParams
+from harness.tiny_llm import embedded_backend, tiny_word_llama
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 
@@ -51,43 +52,10 @@ WORDS = ["<pad>", "<|im_start|>", "<|im_end|>", "[UNK]", "system", "user", "assi
 
 @pytest.fixture(scope="module")
 def tiny_backend():
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from chartdistill.llm.embedded import EmbeddedBackend
-
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>", unk_token="[UNK]"
+    tokenizer, model = tiny_word_llama(
+        WORDS, hidden_size=32, num_attention_heads=4, num_key_value_heads=2
     )
-    tokenizer.padding_side = "left"
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
-    )
-    config = LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-
-    def make(**params: object) -> EmbeddedBackend:
-        backend = EmbeddedBackend(EmbeddedParams(dtype="float32", **params))  # type: ignore[arg-type]
-        backend._tokenizer, backend._model = tokenizer, model
-        return backend
-
-    return make
+    return lambda **params: embedded_backend(tokenizer, model, **params)
 
 
 def _words(rng: random.Random, n: int) -> str:
