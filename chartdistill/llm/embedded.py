@@ -107,6 +107,11 @@ class EmbeddedBackend:
     def loaded(self) -> bool:
         return self._model is not None
 
+    def tokenizer_and_model(self) -> tuple[Any, Any]:
+        """The loaded (tokenizer, model), loading them on first use (for constrained scoring)."""
+        self.load()
+        return self._tokenizer, self._model
+
     def load(self) -> None:
         if self._model is not None:
             return

@@ -115,8 +115,7 @@ class ScoringBackend:
 
     def _loaded(self) -> tuple[Any, Any]:
         """(tokenizer, model) of the embedded backend, loading it on first use."""
-        self.embedded.load()
-        return self.embedded._tokenizer, self.embedded._model
+        return self.embedded.tokenizer_and_model()
 
     def prompt(self, request: ChatRequest) -> str:
         """The chat-templated prompt with the assistant's reply started up to the choice."""
