@@ -288,8 +288,9 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
         stub.faults = FaultPlan.none()
         stub.reply = reply
         stub.reset_log()
+        # A timeout is not an output-changing param (it reruns nothing): force the rerun.
         tiny_project.set_params({"judge": {"llm": {"timeout_s": 5.0}}})
-        tiny_project.run("dvc", "repro", "judge@structured")
+        tiny_project.run("dvc", "repro", "--force", "judge@structured")
         keys = [request_key(r) for r in stub.chat_requests]
         assert keys and len(keys) == len(set(keys))
         assert not set(keys) & set(cached)
