@@ -240,12 +240,13 @@ def test_teach_survives_every_fault_and_rerun_requests_only_failures(
         }
         titles = {c["title"]: c["id"] for c in charts(tiny_project)}
 
-        # The outage is over: rerun (a params change, as a user raising the timeout would).
+        # The outage is over: the user raises the timeout (not an output-changing param, so it
+        # reruns nothing) and forces the rerun.
         stub.faults = FaultPlan.none()
         stub.reply = reply
         stub.reset_log()
         use_stub(tiny_project, stub, timeout_s=5.0)
-        tiny_project.run("dvc", "repro", "teach")
+        tiny_project.run("dvc", "repro", "--force", "teach")
         again = stub.chat_requests
         keys = [request_key(r) for r in again]
         assert len(keys) == len(set(keys))  # nothing asked twice
@@ -355,7 +356,7 @@ def test_judge_killed_mid_run_resumes_without_repeating_work(tiny_project: Proje
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub, concurrency=1, timeout_s=10.0)
         tiny_project.commit("judge on the stub")
-        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline")
+        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline", "judge_check")
         stub.latency_s = 0.5
         cache = tiny_project.root / "data/judge_cache/structured"
         log = tiny_project.root.parent / "judge.log"
