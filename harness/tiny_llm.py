@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The vocabulary every tiny model starts with: pad, the chat markers (ids 0-2), unknown, roles.
+BASE_WORDS = ["<pad>", "<|im_start|>", "<|im_end|>", "[UNK]", "system", "user", "assistant"]
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
     "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
@@ -22,8 +25,8 @@ def tiny_word_llama(
     num_key_value_heads: int = 1,
     max_position_embeddings: int = 256,
 ) -> tuple[Any, Any]:
-    """(tokenizer, model): `words` is the whole vocabulary, starting with <pad>, <|im_start|>,
-    <|im_end|> (ids 0, 1, 2); whitespace-split words outside it become [UNK]."""
+    """(tokenizer, model): `words` is the whole vocabulary, starting with BASE_WORDS; whitespace-
+    split words outside it become [UNK]."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast

@@ -36,7 +36,7 @@ from chartdistill.llm.factory import make_backend
 from chartdistill.llm.scoring import ScoringBackend, option_token_ids
 from chartdistill.llm.types import ChatRequest, LLMParams
 from harness.stub_server import FaultPlan, StubServer
-from harness.tiny_llm import embedded_backend, tiny_word_llama
+from harness.tiny_llm import BASE_WORDS, embedded_backend, tiny_word_llama
 from tests.test_essays import CHART, GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -575,13 +575,7 @@ def test_known_answer_prompts_carry_no_reference(serve) -> None:
 # --------------------------------------------------------------------------- constrained scoring
 
 SCORE_WORDS = [
-    "<pad>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "[UNK]",
-    "system",
-    "user",
-    "assistant",
+    *BASE_WORDS,
     "verdict:",
     "A",
     "B",

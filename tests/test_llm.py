@@ -19,7 +19,7 @@ from chartdistill.llm.openai_backend import (
 )
 from chartdistill.llm.types import ChatRequest, ChatResult, EmbeddedParams, LLMParams
 from harness.stub_server import THINKING, Fault, FaultPlan, StubServer
-from harness.tiny_llm import embedded_backend, tiny_word_llama
+from harness.tiny_llm import BASE_WORDS, embedded_backend, tiny_word_llama
 
 SENTINEL_KEY = "sk-sentinel-3f9c2a7e-never-store-me"
 
@@ -409,13 +409,7 @@ def test_embedded_bundled_is_deterministic() -> None:
 # EmbeddedBackend on a tiny random model built from config (no files, no downloads)
 
 TINY_WORDS = [
-    "<pad>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "[UNK]",
-    "system",
-    "user",
-    "assistant",
+    *BASE_WORDS,
     "the",
     "chart",
     "shows",

@@ -10,7 +10,7 @@ import pytest
 
 from chartdistill.llm.prefix import shared_prefix_lengths
 from chartdistill.llm.types import ChatRequest, EmbeddedParams
-from harness.tiny_llm import embedded_backend, tiny_word_llama
+from harness.tiny_llm import BASE_WORDS, embedded_backend, tiny_word_llama
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 
@@ -45,9 +45,7 @@ def test_shared_prefix_lengths_keeps_a_wide_group_when_it_saves_more() -> None:
 
 
 # A tiny Llama with a word-level tokenizer, built in memory (context long enough for prefixes).
-WORDS = ["<pad>", "<|im_start|>", "<|im_end|>", "[UNK]", "system", "user", "assistant"] + [
-    f"w{i}" for i in range(40)
-]
+WORDS = BASE_WORDS + [f"w{i}" for i in range(40)]
 
 
 @pytest.fixture(scope="module")
