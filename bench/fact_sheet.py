@@ -35,7 +35,7 @@ def main() -> None:
     counts = {t: min(per_type, n) for t, n in charts_params.counts.items()}
     backend = make_backend(teacher.llm)
     with tempfile.TemporaryDirectory() as tmp:
-        params = charts_params.model_copy(update={"counts": counts})
+        params = charts_params.model_copy(update={"counts": counts, "test_counts": {}})
         charts, _ = generate_synthetic(params, Path(tmp))
         out = {}
         for fact_sheet in (True, False):

@@ -61,7 +61,9 @@ def main() -> None:
     per_type = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     with tempfile.TemporaryDirectory() as tmp:
         counts = {t: per_type for t in ("bar", "line", "pie", "table")}
-        charts, _ = generate_synthetic(ChartsParams(seed=1234, counts=counts), Path(tmp))
+        charts, _ = generate_synthetic(
+            ChartsParams(seed=1234, counts=counts, test_counts={}), Path(tmp)
+        )
         print(f"{len(charts)} charts, 448x336; threads 2; load {os.getloadavg()[0]:.1f}")
         print("| setting | s/chart (median) | title recall | label recall | value recall |")
         print("|---|---|---|---|---|")

@@ -69,6 +69,9 @@ class TeacherParams(Section):
     stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
+    # false: charts whose own split is test (charts.test_counts, a source's test split) get no
+    # essay; the judge compares the students on the chart's data alone.
+    test_references: bool = False
     validation: EssayBounds = LENIENT_BOUNDS
     prices: PriceTable = PriceTable()
 
@@ -361,6 +364,10 @@ def run_teacher(
     charts_dir: Path,
 ) -> tuple[list[EssayRecord], dict[str, Any]]:
     start = time.perf_counter()
+    if not params.test_references:
+        held_out = sum(c.split == "test" for c in charts)
+        charts = [c for c in charts if c.split != "test"]
+        log.info("%d test charts get no teacher essay (teacher.test_references: false)", held_out)
     essays = Teacher(params, client, prompts_dir, charts_dir).write(charts)
     metrics = teacher_metrics(essays, client, params.prices, time.perf_counter() - start)
     # Per chart type, so `dvc metrics diff` shows which type a prompt edit moved.

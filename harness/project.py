@@ -16,11 +16,18 @@ BIN = Path(sys.executable).parent
 
 # A profile small enough that the whole pipeline runs in about a minute.
 TINY_PROFILE: dict[str, Any] = {
-    "charts": {"counts": {"bar": 2, "line": 2, "pie": 1, "table": 1}, "width": 224, "height": 168},
+    "charts": {
+        "counts": {"bar": 2, "line": 2, "pie": 1, "table": 1},
+        "test_counts": {"bar": 1, "table": 1},  # held out from the teacher
+        "width": 224,
+        "height": 168,
+    },
     "teacher": {"validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
-    # This salt puts the six tiny charts in every split (3 train, 1 validation, 2 test).
+    # This salt puts the six teacher charts in every split (3 train, 1 validation, 2 test);
+    # the test split also holds the two held-out charts, which have no reference essay.
     "datasets": {
         "bounds": {"min_words": 100, "min_grounded_fraction": 0.5},
+        "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
         "split_salt": "tiny-3",
     },
     "student": {

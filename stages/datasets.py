@@ -11,6 +11,8 @@ from chartdistill.dataset.build import (
     DatasetsParams,
     clean_essays,
     dataset_metrics,
+    held_out_charts,
+    held_out_examples,
     leaked_pairs,
     render_card,
     write_variant,
@@ -35,12 +37,16 @@ def main() -> None:
     essays = load_essays(paths.essays / "essays.jsonl")
     total = len(essays)
     # Charts whose image does not show their own title and labels never reach a dataset.
+    held_out, mismatched_held_out = drop_mismatched(
+        held_out_charts(charts, essays), paths.ocr / "rejects.jsonl"
+    )
     essays, mismatched = drop_mismatched(essays, paths.ocr / "rejects.jsonl")
     hints = ocr_texts(
         load_ocr(paths.ocr / "ocr.jsonl"), load_section("ocr", OcrParams).hint_max_chars
     )
 
     examples, rejects, dedup = clean_essays(essays, charts, params)
+    examples += held_out_examples(held_out)
     rejects = [*mismatched, *rejects]
     leaks = leaked_pairs(examples, params)
     if leaks:
@@ -57,7 +63,7 @@ def main() -> None:
         atomic_write_text(
             out / "README.md", render_card(variant, examples, metrics, rejects, generation)
         )
-    save_records(paths.datasets / "rejects.jsonl", rejects)
+    save_records(paths.datasets / "rejects.jsonl", [*rejects, *mismatched_held_out])
     write_json(paths.metrics / "datasets.json", metrics)
     log.info("datasets: %s kept per split, %d rejected", metrics["per_split"], len(rejects))
 

@@ -80,13 +80,19 @@ def main() -> None:
     )
     summary = eval_summary(
         judgements,
-        automatic_metrics(inputs.references, inputs.charts, None, eval_params),
+        automatic_metrics(
+            {i: text for i, text in inputs.references.items() if text},
+            inputs.charts,
+            None,
+            eval_params,
+        ),
         automatic_metrics(inputs.baseline, inputs.charts, inputs.references, eval_params),
         automatic_metrics(inputs.finetuned, inputs.charts, inputs.references, eval_params),
         length_differences(inputs),
         eval_params,
         judge_check,
     )
+    summary["without_reference"] = sum(not text for text in inputs.references.values())
     summary["judge_dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; a server: None
     summary["judge_tokens"] = client.stats.token_counts()  # prompt vs prefilled, generated
     write_jsonl(paths.judgements / f"{variant}.jsonl", (j.to_dict() for j in judgements))

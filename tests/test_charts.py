@@ -10,7 +10,9 @@ from chartdistill.data.synthetic import ChartsParams, generate_synthetic, make_c
 
 
 def _generate(tmp_path: Path, **overrides) -> tuple[list[ChartRecord], Path]:
-    params = ChartsParams(seed=7, counts={"bar": 3, "line": 3, "pie": 2, "table": 2}, **overrides)
+    params = ChartsParams(
+        seed=7, counts={"bar": 3, "line": 3, "pie": 2, "table": 2}, test_counts={}, **overrides
+    )
     records, rejects = generate_synthetic(params, tmp_path)
     assert rejects == []
     return records, tmp_path
@@ -26,13 +28,19 @@ def test_same_params_give_byte_identical_outputs(tmp_path: Path) -> None:
 
 def test_another_seed_gives_other_charts(tmp_path: Path) -> None:
     first, _ = _generate(tmp_path / "a")
-    other, _ = generate_synthetic(ChartsParams(seed=8, counts={"bar": 3}), tmp_path / "b")
+    other, _ = generate_synthetic(
+        ChartsParams(seed=8, counts={"bar": 3}, test_counts={}), tmp_path / "b"
+    )
     assert [r.rows for r in first[:3]] != [r.rows for r in other]
 
 
 def test_adding_charts_keeps_existing_ones(tmp_path: Path) -> None:
-    small, _ = generate_synthetic(ChartsParams(seed=3, counts={"line": 2}), tmp_path / "a")
-    large, _ = generate_synthetic(ChartsParams(seed=3, counts={"line": 4}), tmp_path / "b")
+    small, _ = generate_synthetic(
+        ChartsParams(seed=3, counts={"line": 2}, test_counts={}), tmp_path / "a"
+    )
+    large, _ = generate_synthetic(
+        ChartsParams(seed=3, counts={"line": 4}, test_counts={}), tmp_path / "b"
+    )
     assert [r.model_dump() for r in small] == [r.model_dump() for r in large[:2]]
 
 
@@ -112,3 +120,22 @@ def test_value_labels_share_changes_images_not_data(tmp_path: Path) -> None:
         True,
         False,
     }
+
+
+def test_held_out_test_charts_have_their_own_streams_and_split(tmp_path: Path) -> None:
+    """Held-out charts are marked split=test and adding them never changes the teacher's charts."""
+    counts = {"bar": 2, "pie": 1}
+    plain, _ = generate_synthetic(ChartsParams(seed=5, counts=counts, test_counts={}), tmp_path)
+    both, _ = generate_synthetic(
+        ChartsParams(seed=5, counts=counts, test_counts={"bar": 1, "table": 2}), tmp_path / "b"
+    )
+    assert [r.model_dump() for r in both[:3]] == [r.model_dump() for r in plain]
+    held_out = both[3:]
+    assert [(r.id, r.chart_type, r.split) for r in held_out] == [
+        ("syn-bar-test-0000", "bar", "test"),
+        ("syn-table-test-0000", "table", "test"),
+        ("syn-table-test-0001", "table", "test"),
+    ]
+    assert all(r.split is None for r in plain)
+    assert held_out[0].rows != both[0].rows  # its own stream, not a copy of syn-bar-0000
+    assert all((tmp_path / "b" / r.image).is_file() for r in held_out)

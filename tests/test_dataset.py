@@ -7,9 +7,12 @@ from chartdistill.data.records import ChartRecord, EssayRecord
 from chartdistill.data.synthetic import ChartsParams, generate_synthetic, make_chart
 from chartdistill.dataset.build import (
     DatasetsParams,
+    SplitFractions,
     assign_split,
     clean_essays,
     dataset_metrics,
+    held_out_charts,
+    held_out_examples,
     leaked_pairs,
     render_card,
     write_variant,
@@ -18,7 +21,10 @@ from chartdistill.dataset.dedup import near_duplicate_pairs
 from chartdistill.essay.sections import MARKERS, SECTIONS
 from harness.fake_teacher import paragraphs
 
-PARAMS = DatasetsParams(bounds={"min_words": 60, "min_grounded_fraction": 0.5})
+PARAMS = DatasetsParams(
+    bounds={"min_words": 60, "min_grounded_fraction": 0.5},
+    split=SplitFractions(train=0.7, validation=0.15, test=0.15),
+)
 
 
 def _charts(n: int) -> list[ChartRecord]:
@@ -48,8 +54,9 @@ def test_split_is_stable_when_charts_are_added() -> None:
 
 def test_split_is_roughly_70_15_15_per_chart_type() -> None:
     charts = _charts(2000)
+    params = DatasetsParams(split=SplitFractions(train=0.7, validation=0.15, test=0.15))
     for chart_type in ("bar", "line", "pie", "table"):
-        splits = [assign_split(c, DatasetsParams()) for c in charts if c.chart_type == chart_type]
+        splits = [assign_split(c, params) for c in charts if c.chart_type == chart_type]
         share = {s: splits.count(s) / len(splits) for s in ("train", "validation", "test")}
         assert share["train"] == pytest.approx(0.7, abs=0.06)
         assert share["test"] == pytest.approx(0.15, abs=0.05)
@@ -125,7 +132,9 @@ def test_no_test_item_near_duplicates_a_train_item() -> None:
 def test_variants_load_with_datasets_and_carry_the_same_content(tmp_path: Path) -> None:
     from datasets import load_dataset
 
-    charts, _ = generate_synthetic(ChartsParams(seed=2, counts={"bar": 6, "pie": 6}), tmp_path)
+    charts, _ = generate_synthetic(
+        ChartsParams(seed=2, counts={"bar": 6, "pie": 6}, test_counts={}), tmp_path
+    )
     essays = [_essay(c) for c in charts]
     examples, rejects, stats = clean_essays(essays, {c.id: c for c in charts}, PARAMS)
     for variant in ("structured", "unstructured"):
@@ -145,3 +154,36 @@ def test_variants_load_with_datasets_and_carry_the_same_content(tmp_path: Path) 
     metrics = dataset_metrics(examples, rejects, len(essays), stats)
     card = render_card("structured", examples, metrics, rejects, {"mode": "stepwise"})
     assert card.startswith("---\n") and "path: train.parquet" in card and "push_to_hub" in card
+
+
+def test_held_out_test_charts_become_test_rows_without_a_reference(tmp_path: Path) -> None:
+    """Charts of split test that the teacher skipped are test rows with empty text; a test
+    chart the teacher did write for keeps its essay, and the rest split as usual."""
+    from datasets import load_dataset
+
+    params = ChartsParams(seed=4, counts={"bar": 4}, test_counts={"pie": 2, "table": 1})
+    charts, _ = generate_synthetic(params, tmp_path)
+    taught = [c for c in charts if c.split != "test"]
+    by_id = {c.id: c for c in charts}
+    written = charts[-1]  # a held-out chart the teacher wrote for anyway
+    essays = [_essay(c) for c in [*taught, written]]
+    held_out = held_out_charts(by_id, essays)
+    assert [c.id for c in held_out] == ["syn-pie-test-0000", "syn-pie-test-0001"]
+
+    train_only = DatasetsParams(bounds=PARAMS.bounds)  # the default split: no hashed test share
+    examples, rejects, stats = clean_essays(essays, by_id, train_only)
+    examples += held_out_examples(held_out)
+    assert {e.chart.id: e.split for e in examples if e.essay and e.split == "test"} == {
+        written.id: "test"  # its own split, kept (use_source_split)
+    }
+    assert leaked_pairs(examples, train_only) == []
+    write_variant(examples, "structured", tmp_path, tmp_path / "structured")
+    test = load_dataset("parquet", data_dir=str(tmp_path / "structured"))["test"]
+    texts = dict(zip(test["id"], test["text"], strict=True))
+    assert texts["syn-pie-test-0000"] == "" and texts["syn-pie-test-0001"] == ""
+    assert texts[written.id].startswith(MARKERS["introduction"])
+    metrics = dataset_metrics(examples, rejects, len(essays), stats)
+    assert metrics["test_without_reference"] == 2
+    assert metrics["per_split"]["test"] == 3
+    card = render_card("structured", examples, metrics, rejects, {"mode": "stepwise"})
+    assert "2 test charts are held out from the teacher" in card

@@ -294,6 +294,20 @@ def test_match_inputs_names_what_does_not_match() -> None:
         match_inputs("plain", [CHART], [], base, base)
 
 
+def test_match_inputs_gives_held_out_test_charts_an_empty_reference() -> None:
+    """A test chart the teacher never wrote for is judged without a reference; any other chart
+    without a teacher essay is still an error."""
+    held_out = CHART.model_copy(update={"id": "bar-9", "split": "test"})
+    base = {i: prediction(i, "b") for i in ("bar-1", "bar-9")}
+    ft = {i: prediction(i, "f") for i in ("bar-1", "bar-9")}
+    got = match_inputs("structured", [CHART, held_out], [essay_record(CHART)], base, ft)
+    assert got.references == {"bar-1": render_structured(GOOD), "bar-9": ""}
+    rows = automatic_metrics(got.baseline, got.charts, got.references, EvaluationParams())
+    assert [row["rouge_l"] is None for row in rows] == [False, True]
+    with pytest.raises(ValueError, match="1 without a parsed teacher essay: bar-1"):
+        match_inputs("structured", [CHART, held_out], [], base, ft)
+
+
 def test_load_predictions_rejects_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     write_jsonl(

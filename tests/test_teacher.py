@@ -54,6 +54,16 @@ def test_stepwise_essays_are_accepted_and_a_rerun_sends_nothing(tmp_path: Path) 
         assert len(stub.chat_requests) == 8
 
 
+def test_test_charts_get_no_essay_unless_test_references_is_on(tmp_path: Path) -> None:
+    charts = _charts(3)
+    charts[1] = charts[1].model_copy(update={"split": "test"})
+    with StubServer(reply=teacher_reply) as stub:
+        essays, metrics = _run(stub, _params(stub), charts, tmp_path)
+        assert [e.id for e in essays] == ["c0", "c2"] and metrics["requests"] == 2 * 4
+        essays, _ = _run(stub, _params(stub, test_references=True), charts, tmp_path)
+        assert [e.id for e in essays] == ["c0", "c1", "c2"]
+
+
 def test_changing_temperature_requests_everything_again(tmp_path: Path) -> None:
     charts = _charts()
     with StubServer(reply=teacher_reply) as stub:

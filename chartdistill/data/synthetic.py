@@ -2,7 +2,10 @@
 
 Every chart is drawn from `random.Random(f"{seed}:{chart_type}:{index}")`, so the same
 params give byte-identical images and tables, and adding charts of one type never changes
-the others. A share of the bar and line charts (`value_labels_share`) prints each value on the
+the others. Held-out test charts (`test_counts`) come from their own streams
+(`f"{seed}:test:{chart_type}:{index}"`) and carry `split: test`: the teacher never writes for
+them (teacher.test_references), so evaluation can use many more charts than the teacher
+writes for. A share of the bar and line charts (`value_labels_share`) prints each value on the
 chart, as Statista's charts do; the rest stay IELTS-style, with axes only (pie charts always
 print their percentages, tables their cells). That draw has its own random stream, so changing
 the share never changes any chart's data.
@@ -34,6 +37,8 @@ class ChartsParams(Section):
     source: Literal["synthetic", "chart2text"] = "synthetic"
     seed: int = 1234
     counts: dict[ChartType, int] = {"bar": 8, "line": 8, "pie": 6, "table": 6}
+    # Held-out test charts (split: test) on top of `counts` (synthetic source only).
+    test_counts: dict[ChartType, int] = {"bar": 6, "line": 6, "pie": 6, "table": 6}
     width: int = 448
     height: int = 336
     value_labels_share: float = Field(default=0.5, ge=0, le=1)
@@ -41,7 +46,7 @@ class ChartsParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> ChartsParams:
-        if any(n < 0 for n in self.counts.values()):
+        if any(n < 0 for n in [*self.counts.values(), *self.test_counts.values()]):
             raise ValueError("counts must be >= 0")
         if self.width < 64 or self.height < 64:
             raise ValueError("width and height must be at least 64 pixels")
@@ -256,28 +261,40 @@ def _label_points(ax, chart: ChartRecord) -> None:
 _LABEL = {"bar": _label_bars, "line": _label_points}
 
 
-def has_value_labels(params: ChartsParams, chart_type: ChartType, index: int) -> bool:
+def has_value_labels(params: ChartsParams, chart_type: ChartType, stream: str) -> bool:
     """Whether this chart prints its values: drawn from its own stream, apart from its data."""
     if chart_type not in _LABEL:
         return False
-    draw = random.Random(f"{params.seed}:{chart_type}:{index}:value_labels").random()
+    draw = random.Random(f"{stream}:value_labels").random()
     return draw < params.value_labels_share
+
+
+def _jobs(params: ChartsParams) -> list[tuple[ChartType, str, str, str | None]]:
+    """(chart type, chart id, random stream, split) for every chart the params ask for."""
+    jobs: list[tuple[ChartType, str, str, str | None]] = []
+    for held_out, counts in ((False, params.counts), (True, params.test_counts)):
+        for chart_type in CHART_TYPES:
+            for index in range(counts.get(chart_type, 0)):
+                if held_out:
+                    stream = f"{params.seed}:test:{chart_type}:{index}"
+                    jobs.append((chart_type, f"syn-{chart_type}-test-{index:04d}", stream, "test"))
+                else:
+                    stream = f"{params.seed}:{chart_type}:{index}"
+                    jobs.append((chart_type, f"syn-{chart_type}-{index:04d}", stream, None))
+    return jobs
 
 
 def generate_synthetic(
     params: ChartsParams, out_dir: Path
 ) -> tuple[list[ChartRecord], list[Reject]]:
     """Write `images/<id>.png` under out_dir for every requested chart; return the records."""
-    jobs = [(t, i) for t in CHART_TYPES for i in range(params.counts.get(t, 0))]
     records: list[ChartRecord] = []
     rejects: list[Reject] = []
-    for chart_type, index in tqdm(jobs, desc="charts", unit="chart"):
-        chart_id = f"syn-{chart_type}-{index:04d}"
+    for chart_type, chart_id, stream, split in tqdm(_jobs(params), desc="charts", unit="chart"):
         try:
-            chart = make_chart(
-                random.Random(f"{params.seed}:{chart_type}:{index}"), chart_type, chart_id
-            )
-            labelled = has_value_labels(params, chart_type, index)
+            chart = make_chart(random.Random(stream), chart_type, chart_id)
+            chart.split = split
+            labelled = has_value_labels(params, chart_type, stream)
             chart.provenance["value_labels"] = labelled
             png = render_png(chart, params.width, params.height, value_labels=labelled)
         except Exception as exc:  # one broken chart must not sink the rest

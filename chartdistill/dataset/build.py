@@ -31,9 +31,9 @@ SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 
 
 class SplitFractions(Section):
-    train: float = Field(default=0.7, ge=0)
+    train: float = Field(default=0.85, ge=0)
     validation: float = Field(default=0.15, ge=0)
-    test: float = Field(default=0.15, ge=0)
+    test: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitFractions:
@@ -55,10 +55,15 @@ class DatasetsParams(Section):
 
 @dataclass(frozen=True)
 class Example:
-    essay: EssayRecord
+    """One dataset row: a chart and its teacher essay; a held-out test chart has no essay."""
+
+    essay: EssayRecord | None
     chart: ChartRecord
     split: Split
     words: int
+
+    def text(self, variant: str) -> str:
+        return VARIANTS[variant](self.essay.sections or {}) if self.essay else ""
 
 
 def assign_split(chart: ChartRecord, params: DatasetsParams) -> Split:
@@ -135,11 +140,25 @@ def clean_essays(
     return examples, rejects, stats
 
 
+def held_out_charts(charts: dict[str, ChartRecord], essays: list[EssayRecord]) -> list[ChartRecord]:
+    """Test charts (their own split) the teacher wrote nothing for (teacher.test_references:
+    false): test rows without a reference essay."""
+    written = {essay.id for essay in essays}
+    return sorted(
+        (c for c in charts.values() if c.split == "test" and c.id not in written),
+        key=lambda c: c.id,
+    )
+
+
+def held_out_examples(charts: list[ChartRecord]) -> list[Example]:
+    return [Example(None, chart, "test", 0) for chart in charts]
+
+
 def leaked_pairs(examples: list[Example], params: DatasetsParams) -> list[tuple[str, str]]:
     """(test id, train id) pairs whose essays are near duplicates: must be empty."""
-    test = [e for e in examples if e.split == "test"]
+    test = [e for e in examples if e.split == "test" and e.essay]
     train = [e for e in examples if e.split == "train"]
-    texts = [render_unstructured(e.essay.sections or {}) for e in test + train]
+    texts = [e.text("unstructured") for e in test + train]
     pairs = near_duplicate_pairs(texts, params.near_duplicate_threshold, params.shingle_size)
     n = len(test)
     return [(test[i].chart.id, train[j - n].chart.id) for i, j, _ in pairs if i < n <= j]
@@ -153,7 +172,6 @@ def variant_rows(
 ) -> dict[str, list[Any]]:
     """Columns for one split of one variant; images embedded as PNG bytes; `ocr_text` is the
     text OCR read in the chart image, in reading order (empty without the ocr stage)."""
-    render = VARIANTS[variant]
     ocr_texts = ocr_texts or {}
     return {
         "id": [e.chart.id for e in examples],
@@ -162,9 +180,9 @@ def variant_rows(
         "image": [
             {"bytes": (charts_dir / e.chart.image).read_bytes(), "path": None} for e in examples
         ],
-        "text": [render(e.essay.sections or {}) for e in examples],
-        "teacher_model": [e.essay.model for e in examples],
-        "prompt_hash": [e.essay.prompt_hash for e in examples],
+        "text": [e.text(variant) for e in examples],
+        "teacher_model": [e.essay.model if e.essay else "" for e in examples],
+        "prompt_hash": [e.essay.prompt_hash if e.essay else "" for e in examples],
         "ocr_text": [ocr_texts.get(e.chart.id, "") for e in examples],
     }
 
@@ -201,6 +219,7 @@ def dataset_metrics(
     examples: list[Example], rejects: list[Reject], total: int, dedup: dict[str, Any]
 ) -> dict[str, Any]:
     reasons = Counter(r.reason for r in rejects)
+    written = [e for e in examples if e.essay]
     return {
         "essays_in": total,
         "kept": len(examples),
@@ -212,7 +231,8 @@ def dataset_metrics(
             s: dict(sorted(Counter(e.chart.chart_type for e in examples if e.split == s).items()))
             for s in SPLITS
         },
-        "mean_words": round(mean(e.words for e in examples), 1) if examples else 0.0,
+        "test_without_reference": sum(e.essay is None for e in examples),
+        "mean_words": round(mean(e.words for e in written), 1) if written else 0.0,
         **dedup,
     }
 
@@ -245,8 +265,9 @@ def render_card(
         splits=[s for s in SPLITS if counts[s]["total"]],
         types=types,
         counts=counts,
-        teacher_models=sorted({e.essay.model for e in examples}) or ["none"],
-        prompt_hashes={e.chart.chart_type: e.essay.prompt_hash for e in examples},
+        teacher_models=sorted({e.essay.model for e in examples if e.essay}) or ["none"],
+        prompt_hashes={e.chart.chart_type: e.essay.prompt_hash for e in examples if e.essay},
+        without_reference=metrics["test_without_reference"],
         sources=sorted({e.chart.source for e in examples}) or ["none"],
         generation=", ".join(f"{k}={v}" for k, v in sorted(generation.items())),
         mean_words=metrics["mean_words"],

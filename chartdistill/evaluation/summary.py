@@ -104,7 +104,7 @@ class EvalInputs:
     """Everything one variant's evaluation reads, matched by chart id (finetuned file order)."""
 
     charts: list[ChartRecord]
-    references: dict[str, str]  # the teacher essay rendered like the variant
+    references: dict[str, str]  # the teacher essay rendered like the variant; "" held out
     baseline: dict[str, str]
     finetuned: dict[str, str]
 
@@ -141,8 +141,10 @@ def match_inputs(
     """Line up charts, teacher references and both students' essays by chart id.
 
     Both prediction files must cover the same charts, and each chart must be in the manifest
-    with a parsed teacher essay; otherwise the error names the ids that do not match.
+    with a parsed teacher essay, or be a test chart the teacher never wrote for (its reference
+    is ""); otherwise the error names the ids that do not match.
     """
+    essays = list(essays)
     if not finetuned:
         raise ValueError(f"no {variant} predictions: nothing to judge")
     ids = list(finetuned)
@@ -155,7 +157,9 @@ def match_inputs(
     if unknown := _missing(ids, by_id):
         problems.append(f"{len(unknown)} not in the chart manifest: {_preview(unknown)}")
     references = reference_texts(essays, variant)
-    if no_ref := _missing(ids, references):
+    written = {e.id for e in essays}
+    held_out = {i for i in ids if i in by_id and by_id[i].split == "test" and i not in written}
+    if no_ref := _missing([i for i in ids if i not in held_out], references):
         problems.append(f"{len(no_ref)} without a parsed teacher essay: {_preview(no_ref)}")
     mismatched = [i for i in ids if i in by_id and by_id[i].chart_type != finetuned[i].chart_type]
     if mismatched:
@@ -164,7 +168,7 @@ def match_inputs(
         raise ValueError(f"judge inputs for {variant} do not match: " + "; ".join(problems))
     return EvalInputs(
         charts=[by_id[i] for i in ids],
-        references={i: references[i] for i in ids},
+        references={i: references.get(i, "") for i in ids},
         baseline={i: baseline[i].text for i in ids},
         finetuned={i: finetuned[i].text for i in ids},
     )
@@ -180,7 +184,8 @@ def automatic_metrics(
     params: EvaluationParams,
 ) -> list[dict[str, Any]]:
     """essay_metrics for each essay (id -> text) against its chart; ROUGE-L against the
-    reference when `references` is given (pass None for the teacher's own essays)."""
+    reference when `references` is given and holds one for the essay (pass None for the
+    teacher's own essays; "" is a held-out chart's missing reference)."""
     by_id = {c.id: c for c in charts}
     bounds = params.essay_bounds
     rows = []
@@ -192,7 +197,7 @@ def automatic_metrics(
         if references is not None:
             if essay_id not in references:
                 raise ValueError(f"essay {essay_id}: no reference essay")
-            reference = references[essay_id]
+            reference = references[essay_id] or None
         metrics = essay_metrics(text, chart, reference, bounds)
         rows.append({"id": essay_id, "chart_type": chart.chart_type, **metrics})
     return rows
