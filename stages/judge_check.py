@@ -1,7 +1,9 @@
 """Stage `judge_check`: how far the judge can be trusted, before it judges the students.
 
-Known-answer pairs from the test charts (each teacher essay against a copy with a known flaw;
-chartdistill.evaluation.known_answer) are judged like the student pairs. Writes the pairs with
+Known-answer pairs from the teacher's accepted essays (each against a copy with a known flaw;
+chartdistill.evaluation.known_answer) are judged like the student pairs, without a reference
+essay. Accepted essays, because a flaw is only a known answer against a grounded original; and
+any split, because held-out test charts have no teacher essay. Writes the pairs with
 their verdicts (judgements/known_answer.jsonl) and the judge's accuracy per flaw, overall and
 its position consistency (metrics/judge.json), flagged unreliable below
 judge.known_answer.min_accuracy and when the judge is the teacher's own model.
@@ -25,7 +27,7 @@ from chartdistill.evaluation.known_answer import (
     build_pairs,
     reliability,
 )
-from chartdistill.evaluation.summary import EvaluationParams, load_predictions
+from chartdistill.evaluation.summary import EvaluationParams
 from chartdistill.io import write_json, write_jsonl
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.types import LLMParams
@@ -42,12 +44,15 @@ def main() -> None:
     teacher_llm = parse_section(
         "teacher.llm", LLMParams, (read_params().get("teacher") or {}).get("llm")
     )
-    test_ids = list(load_predictions(paths.predictions / "baseline.jsonl"))
     by_id = {c.id: c for c in load_charts(paths.charts / "charts.jsonl")}
-    essays = {e.id: e.sections for e in load_essays(paths.essays / "essays.jsonl") if e.sections}
+    essays = {
+        e.id: e.sections
+        for e in load_essays(paths.essays / "essays.jsonl")
+        if e.status == "accepted" and e.sections and e.id in by_id
+    }
     known = params.known_answer
     pairs = build_pairs(
-        [by_id[i] for i in test_ids if i in by_id],
+        [by_id[i] for i in sorted(essays)],
         essays,
         known.pairs,
         known.kinds,
