@@ -11,6 +11,7 @@ from chartdistill.dataset.build import (
     assign_split,
     clean_essays,
     dataset_metrics,
+    ensure_validation,
     held_out_charts,
     held_out_examples,
     leaked_pairs,
@@ -187,3 +188,18 @@ def test_held_out_test_charts_become_test_rows_without_a_reference(tmp_path: Pat
     assert metrics["per_split"]["test"] == 3
     card = render_card("structured", examples, metrics, rejects, {"mode": "stepwise"})
     assert "2 test charts are held out from the teacher" in card
+
+
+def test_an_empty_validation_split_borrows_the_last_train_example() -> None:
+    charts = _charts(8)
+    train_only = DatasetsParams(
+        bounds=PARAMS.bounds, split=SplitFractions(train=1.0, validation=0.0)
+    )
+    examples, rejects, stats = clean_essays(
+        [_essay(c) for c in charts], {c.id: c for c in charts}, train_only
+    )
+    assert [e.chart.id for e in examples if e.split == "validation"] == ["c007"]
+    assert sum(e.split == "train" for e in examples) == 7
+    assert dataset_metrics(examples, rejects, 8, stats)["validation_from_train"] == 1
+    one = [e for e in examples if e.chart.id == "c000"]
+    assert ensure_validation(one) == one  # a single example stays in train

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 from typing import Any, Literal
@@ -61,6 +61,7 @@ class Example:
     chart: ChartRecord
     split: Split
     words: int
+    from_train: bool = False  # moved to validation by ensure_validation
 
     def text(self, variant: str) -> str:
         return VARIANTS[variant](self.essay.sections or {}) if self.essay else ""
@@ -131,13 +132,27 @@ def clean_essays(
             detail = f"{unique[i].id} (jaccard {similarity})"
             rejects.append(Reject(item=unique[j].id, reason="near_duplicate", detail=detail))
 
-    examples = [
-        Example(e, charts[e.id], assign_split(charts[e.id], params), word_count(texts[k]))
-        for k, e in enumerate(unique)
-        if k not in dropped
-    ]
+    examples = ensure_validation(
+        [
+            Example(e, charts[e.id], assign_split(charts[e.id], params), word_count(texts[k]))
+            for k, e in enumerate(unique)
+            if k not in dropped
+        ]
+    )
     stats = {"near_duplicate_pairs": len(pairs), "exact_duplicates": len(kept) - len(unique)}
     return examples, rejects, stats
+
+
+def ensure_validation(examples: list[Example]) -> list[Example]:
+    """Training needs a validation split: when the hash left it empty (a teacher that accepts
+    few essays), the last train example by chart id moves there (logged, and counted in the
+    metrics as `validation_from_train`). Fewer than two train examples are left as they are."""
+    train = sorted((e for e in examples if e.split == "train"), key=lambda e: e.chart.id)
+    if any(e.split == "validation" for e in examples) or len(train) < 2:
+        return examples
+    moved = train[-1]
+    log.warning("the validation split is empty: chart %s moves there from train", moved.chart.id)
+    return [replace(e, split="validation", from_train=True) if e is moved else e for e in examples]
 
 
 def held_out_charts(charts: dict[str, ChartRecord], essays: list[EssayRecord]) -> list[ChartRecord]:
@@ -232,6 +247,7 @@ def dataset_metrics(
             for s in SPLITS
         },
         "test_without_reference": sum(e.essay is None for e in examples),
+        "validation_from_train": sum(e.from_train for e in examples),
         "mean_words": round(mean(e.words for e in written), 1) if written else 0.0,
         **dedup,
     }
