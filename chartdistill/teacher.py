@@ -69,8 +69,8 @@ class TeacherParams(Section):
     stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
-    # false: charts whose own split is test (charts.test_counts, a source's test split) get no
-    # essay; the judge compares the students on the chart's data alone.
+    # false: held-out test charts (charts.test_counts) get no essay; the judge compares the
+    # students on the chart's data alone.
     test_references: bool = False
     validation: EssayBounds = LENIENT_BOUNDS
     prices: PriceTable = PriceTable()
@@ -365,8 +365,8 @@ def run_teacher(
 ) -> tuple[list[EssayRecord], dict[str, Any]]:
     start = time.perf_counter()
     if not params.test_references:
-        held_out = sum(c.split == "test" for c in charts)
-        charts = [c for c in charts if c.split != "test"]
+        held_out = sum(c.held_out for c in charts)
+        charts = [c for c in charts if not c.held_out]
         log.info("%d test charts get no teacher essay (teacher.test_references: false)", held_out)
     essays = Teacher(params, client, prompts_dir, charts_dir).write(charts)
     metrics = teacher_metrics(essays, client, params.prices, time.perf_counter() - start)

@@ -136,6 +136,7 @@ def test_held_out_test_charts_have_their_own_streams_and_split(tmp_path: Path) -
         ("syn-table-test-0000", "table", "test"),
         ("syn-table-test-0001", "table", "test"),
     ]
+    assert all(r.held_out for r in held_out) and not any(r.held_out for r in plain)
     assert all(r.split is None for r in plain)
     assert held_out[0].rows != both[0].rows  # its own stream, not a copy of syn-bar-0000
     assert all((tmp_path / "b" / r.image).is_file() for r in held_out)

@@ -164,7 +164,7 @@ def test_held_out_test_charts_become_test_rows_without_a_reference(tmp_path: Pat
 
     params = ChartsParams(seed=4, counts={"bar": 4}, test_counts={"pie": 2, "table": 1})
     charts, _ = generate_synthetic(params, tmp_path)
-    taught = [c for c in charts if c.split != "test"]
+    taught = [c for c in charts if not c.held_out]
     by_id = {c.id: c for c in charts}
     written = charts[-1]  # a held-out chart the teacher wrote for anyway
     essays = [_essay(c) for c in [*taught, written]]

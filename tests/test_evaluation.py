@@ -297,7 +297,9 @@ def test_match_inputs_names_what_does_not_match() -> None:
 def test_match_inputs_gives_held_out_test_charts_an_empty_reference() -> None:
     """A test chart the teacher never wrote for is judged without a reference; any other chart
     without a teacher essay is still an error."""
-    held_out = CHART.model_copy(update={"id": "bar-9", "split": "test"})
+    held_out = CHART.model_copy(
+        update={"id": "bar-9", "split": "test", "provenance": {"held_out": True}}
+    )
     base = {i: prediction(i, "b") for i in ("bar-1", "bar-9")}
     ft = {i: prediction(i, "f") for i in ("bar-1", "bar-9")}
     got = match_inputs("structured", [CHART, held_out], [essay_record(CHART)], base, ft)

@@ -30,22 +30,23 @@ def test_repro_runs_every_stage_then_does_nothing(tiny_project: Project, stub) -
     _use_stub(tiny_project, stub)
     tiny_project.run("dvc", "repro")
     charts = _metrics(tiny_project, "charts")
-    assert charts["charts"] == 6 and charts["per_type"] == {
-        "bar": 2,
+    assert charts["charts"] == 8 and charts["per_type"] == {
+        "bar": 3,
         "line": 2,
         "pie": 1,
-        "table": 1,
+        "table": 2,
     }
-    teacher = _metrics(tiny_project, "teacher")
+    teacher = _metrics(tiny_project, "teacher")  # the two held-out charts are not taught
     assert teacher["accepted"] == 6 and teacher["requests"] == 6 * 4
     datasets = _metrics(tiny_project, "datasets")
-    assert datasets["kept"] == 6 and datasets["per_split"]["test"] == 2
+    assert datasets["kept"] == 8 and datasets["per_split"]["test"] == 2 + 2
+    assert datasets["test_without_reference"] == 2
     for variant in ("structured", "unstructured"):
         train = _metrics(tiny_project, f"train_{variant}")
         assert train["steps"] == 2 and train["eval_loss"] > 0
         evaluation = _metrics(tiny_project, f"eval_{variant}")
-        assert evaluation["n"] == 2
-        assert evaluation["wins"] + evaluation["ties"] + evaluation["losses"] == 2
+        assert evaluation["n"] == 4 and evaluation["without_reference"] == 2
+        assert evaluation["wins"] + evaluation["ties"] + evaluation["losses"] == 4
         assert (
             (tiny_project.root / f"plots/eval_{variant}.csv").read_text().startswith("chart_type")
         )

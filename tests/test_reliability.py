@@ -268,7 +268,7 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
         tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline")
         predictions = read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")
         tests = [c for c in charts(tiny_project) if c["id"] in {p["id"] for p in predictions}]
-        assert len(tests) == 2
+        assert len(tests) == 4  # two with a teacher essay, two held out
         victim = tests[0]
         stub.reply = poisoned({victim["title"]})
         stub.faults = FaultPlan.random(rate=0.3, seed=3, kinds=ALL_FAULTS)

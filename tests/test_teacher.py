@@ -56,7 +56,8 @@ def test_stepwise_essays_are_accepted_and_a_rerun_sends_nothing(tmp_path: Path) 
 
 def test_test_charts_get_no_essay_unless_test_references_is_on(tmp_path: Path) -> None:
     charts = _charts(3)
-    charts[1] = charts[1].model_copy(update={"split": "test"})
+    charts[1] = charts[1].model_copy(update={"split": "test", "provenance": {"held_out": True}})
+    charts[2] = charts[2].model_copy(update={"split": "test"})  # a source's test split: taught
     with StubServer(reply=teacher_reply) as stub:
         essays, metrics = _run(stub, _params(stub), charts, tmp_path)
         assert [e.id for e in essays] == ["c0", "c2"] and metrics["requests"] == 2 * 4

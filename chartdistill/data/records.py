@@ -35,6 +35,11 @@ class ChartRecord(BaseModel):
     split: str | None = None
     provenance: dict[str, Any] = {}
 
+    @property
+    def held_out(self) -> bool:
+        """A test chart made for evaluation only (charts.test_counts): no teacher essay needed."""
+        return bool(self.provenance.get("held_out"))
+
     @field_validator("rows")
     @classmethod
     def _rows_not_empty(cls, rows: list[list[Any]]) -> list[list[Any]]:

@@ -3,12 +3,12 @@
 Every chart is drawn from `random.Random(f"{seed}:{chart_type}:{index}")`, so the same
 params give byte-identical images and tables, and adding charts of one type never changes
 the others. Held-out test charts (`test_counts`) come from their own streams
-(`f"{seed}:test:{chart_type}:{index}"`) and carry `split: test`: the teacher never writes for
-them (teacher.test_references), so evaluation can use many more charts than the teacher
-writes for. A share of the bar and line charts (`value_labels_share`) prints each value on the
-chart, as Statista's charts do; the rest stay IELTS-style, with axes only (pie charts always
-print their percentages, tables their cells). That draw has its own random stream, so changing
-the share never changes any chart's data.
+(`f"{seed}:test:{chart_type}:{index}"`) and carry `split: test` and `held_out` in their
+provenance: the teacher never writes for them (teacher.test_references), so evaluation can
+use many more charts than the teacher writes for. A share of the bar and line charts
+(`value_labels_share`) prints each value on the chart, as Statista's charts do; the rest stay
+IELTS-style, with axes only (pie charts always print their percentages, tables their cells).
+That draw has its own random stream, so changing the share never changes any chart's data.
 """
 
 from __future__ import annotations
@@ -293,7 +293,8 @@ def generate_synthetic(
     for chart_type, chart_id, stream, split in tqdm(_jobs(params), desc="charts", unit="chart"):
         try:
             chart = make_chart(random.Random(stream), chart_type, chart_id)
-            chart.split = split
+            if split == "test":
+                chart.split, chart.provenance["held_out"] = split, True
             labelled = has_value_labels(params, chart_type, stream)
             chart.provenance["value_labels"] = labelled
             png = render_png(chart, params.width, params.height, value_labels=labelled)

@@ -156,11 +156,11 @@ def ensure_validation(examples: list[Example]) -> list[Example]:
 
 
 def held_out_charts(charts: dict[str, ChartRecord], essays: list[EssayRecord]) -> list[ChartRecord]:
-    """Test charts (their own split) the teacher wrote nothing for (teacher.test_references:
-    false): test rows without a reference essay."""
+    """Held-out test charts (charts.test_counts) the teacher wrote nothing for
+    (teacher.test_references: false): test rows without a reference essay."""
     written = {essay.id for essay in essays}
     return sorted(
-        (c for c in charts.values() if c.split == "test" and c.id not in written),
+        (c for c in charts.values() if c.held_out and c.id not in written),
         key=lambda c: c.id,
     )
 

@@ -158,7 +158,7 @@ def match_inputs(
         problems.append(f"{len(unknown)} not in the chart manifest: {_preview(unknown)}")
     references = reference_texts(essays, variant)
     written = {e.id for e in essays}
-    held_out = {i for i in ids if i in by_id and by_id[i].split == "test" and i not in written}
+    held_out = {i for i in ids if i in by_id and by_id[i].held_out and i not in written}
     if no_ref := _missing([i for i in ids if i not in held_out], references):
         problems.append(f"{len(no_ref)} without a parsed teacher essay: {_preview(no_ref)}")
     mismatched = [i for i in ids if i in by_id and by_id[i].chart_type != finetuned[i].chart_type]
