@@ -186,9 +186,26 @@ def test_load_splits_names_missing_columns(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError, match=r"train.parquet: missing column\(s\) \['chart_type'"):
         load_splits(tmp_path)
-    (tmp_path / "validation.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match="validation.parquet"):
+    (tmp_path / "train.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="train.parquet"):
         load_splits(tmp_path)
+
+
+def test_training_without_a_validation_split_runs_without_eval(
+    tiny_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    """A teacher that accepts very few essays leaves no validation split: training still runs,
+    with no eval loss (and says so), instead of failing the pipeline."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.parquet").write_bytes((dataset_dir / "train.parquet").read_bytes())
+    metrics = train_variant(
+        "structured", data, tiny_dir, tmp_path / "out", tmp_path / "ckpt",
+        small_params(max_steps=2, report_to=[]), PROMPT,
+    )  # fmt: skip
+    assert metrics["steps"] == 2 and metrics["eval_loss"] is None
+    assert metrics["validation_samples"] == 0 and metrics["train_samples"] == 8
+    assert all(row["eval_loss"] is None for row in metrics["history"])
 
 
 def test_train_params_reject_bad_values() -> None:

@@ -140,9 +140,14 @@ def split_files(dataset_dir: Path, splits: Sequence[str] = SPLITS) -> dict[str, 
 
 
 def load_splits(dataset_dir: Path, splits: Sequence[str] = ("train", "validation")) -> Any:
-    """Load the given splits as a datasets.DatasetDict and check the column contract."""
+    """Load the given splits as a datasets.DatasetDict and check the column contract. A
+    missing validation file is left out (training then runs without eval, with a warning):
+    a teacher that accepts very few essays leaves nothing to validate on."""
     from datasets import load_dataset
 
+    if "validation" in splits and not (dataset_dir / "validation.parquet").exists():
+        log.warning("%s: no validation split; training runs without an eval loss", dataset_dir)
+        splits = [s for s in splits if s != "validation"]
     files = split_files(dataset_dir, splits)
     data = load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
     for split, dataset in data.items():
@@ -155,9 +160,10 @@ def load_splits(dataset_dir: Path, splits: Sequence[str] = ("train", "validation
 
 
 def dataset_hash(dataset_dir: Path) -> str:
-    """sha256 over the split parquet files (names and bytes), for the MLflow run tags."""
+    """sha256 over the split parquet files there are (names and bytes), for the MLflow tags."""
+    present = [split for split in SPLITS if (dataset_dir / f"{split}.parquet").exists()]
     digest = hashlib.sha256()
-    for split, path in sorted(split_files(dataset_dir).items()):
+    for split, path in sorted(split_files(dataset_dir, present).items()):
         digest.update(split.encode())
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -458,7 +464,9 @@ def _qlora_kwargs() -> dict[str, Any]:
     return {"quantization_config": quant, "dtype": torch.bfloat16}
 
 
-def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str) -> Any:
+def training_arguments(
+    checkpoint_dir: Path, params: TrainParams, run_name: str, evaluate: bool = True
+) -> Any:
     import torch
     from transformers import TrainingArguments
 
@@ -475,7 +483,7 @@ def training_arguments(checkpoint_dir: Path, params: TrainParams, run_name: str)
         per_device_eval_batch_size=params.per_device_eval_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         weight_decay=params.weight_decay,
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=params.eval_steps,
         save_strategy="steps",
         save_steps=params.save_steps,
@@ -546,7 +554,7 @@ def fit_splits(data: Any, processor: Any, prompt: Prompt, params: TrainParams) -
     """Drop the train and validation samples that do not fit max_length whole (one reason each);
     fail with one line when fewer than min_kept_fraction of train, or no validation, remain."""
     dropped: list[dict[str, Any]] = []
-    for split in ("train", "validation"):
+    for split in [s for s in ("train", "validation") if s in data]:
         total = len(data[split])
         data[split], gone = fit_max_length(data[split], processor, prompt, params.max_length, split)
         dropped.extend(gone)
@@ -566,7 +574,7 @@ def data_counts(data: Any, dropped: list[dict[str, Any]]) -> dict[str, Any]:
     """Kept and dropped sample counts per split, and each dropped item with its reason."""
     counts: dict[str, Any] = {}
     for split in ("train", "validation"):
-        counts[f"{split}_samples"] = len(data[split])
+        counts[f"{split}_samples"] = len(data[split]) if split in data else 0
         counts[f"{split}_dropped_too_long"] = sum(1 for d in dropped if d["split"] == split)
     counts["dropped"] = dropped
     return counts
@@ -632,9 +640,9 @@ def train_variant(
     }
     trainer = Trainer(
         model=model,
-        args=training_arguments(checkpoint_dir, params, run_name=variant),
+        args=training_arguments(checkpoint_dir, params, variant, "validation" in data),
         train_dataset=data["train"],
-        eval_dataset=data["validation"],
+        eval_dataset=data.get("validation"),
         data_collator=make_collator(processor, prompt, params.max_length),
         callbacks=list(callbacks),
     )
@@ -661,7 +669,10 @@ def train_variant(
 
 
 def final_eval(trainer: Any) -> dict[str, float]:
-    """Eval metrics at the last step: reused when eval_steps already hit it, else evaluated now."""
+    """Eval metrics at the last step: reused when eval_steps already hit it, else evaluated now
+    (none without a validation split)."""
+    if trainer.eval_dataset is None:
+        return {}
     evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     if evals and evals[-1].get("step") == trainer.state.global_step:
         return {"eval_loss": float(evals[-1]["eval_loss"])}
@@ -678,7 +689,7 @@ def _metrics(
     metrics: dict[str, Any] = {
         "train_loss": train_losses[-1] if train_losses else float(output.training_loss),
         "train_loss_mean": float(output.training_loss),
-        "eval_loss": float(eval_metrics["eval_loss"]),
+        "eval_loss": float(eval_metrics["eval_loss"]) if eval_metrics else None,
         "steps": int(trainer.state.global_step),
         "resumed_from_step": resumed_from,
         "train_samples_per_second": float(output.metrics.get("train_samples_per_second", 0.0)),
