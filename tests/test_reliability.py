@@ -265,7 +265,8 @@ def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Pr
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub)
         tiny_project.commit("teacher and judge on the stub")
-        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline")
+        # judge_check (known-answer pairs from the training essays) runs before the faults
+        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline", "judge_check")
         predictions = read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")
         tests = [c for c in charts(tiny_project) if c["id"] in {p["id"] for p in predictions}]
         assert len(tests) == 4  # two with a teacher essay, two held out
