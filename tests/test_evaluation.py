@@ -29,6 +29,7 @@ from chartdistill.evaluation.summary import (
     match_inputs,
     mean_metrics,
     outcome_stats,
+    reference_texts,
     win_rate_plot_rows,
 )
 from chartdistill.evaluation.winrate import PairScore, fit_logistic, spread, win_rates
@@ -292,6 +293,16 @@ def test_match_inputs_names_what_does_not_match() -> None:
         match_inputs("structured", [CHART], [], base, {})
     with pytest.raises(ValueError, match="unknown variant 'plain'"):
         match_inputs("plain", [CHART], [], base, base)
+
+
+def test_a_partial_teacher_essay_is_no_reference() -> None:
+    partial = essay_record(CHART).model_copy(
+        update={"status": "failed", "sections": {"introduction": GOOD["introduction"]}}
+    )
+    assert reference_texts([partial], "structured") == {}
+    assert reference_texts([essay_record(CHART)], "structured") == {
+        "bar-1": render_structured(GOOD)
+    }
 
 
 def test_match_inputs_gives_held_out_test_charts_an_empty_reference() -> None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from chartdistill.config import Section
 from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
-from chartdistill.essay.sections import VARIANTS
+from chartdistill.essay.sections import SECTIONS, VARIANTS
 from chartdistill.essay.text import EssayBounds, clean_prose, essay_body, word_count
 from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
 from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
@@ -110,9 +110,14 @@ class EvalInputs:
 
 
 def reference_texts(essays: Iterable[EssayRecord], variant: str) -> dict[str, str]:
-    """Teacher essays with parsed sections, rendered in the variant's format, by chart id."""
+    """Teacher essays with all four sections, rendered in the variant's format, by chart id (a
+    stepwise essay that failed part-way keeps the sections it got: it is no reference)."""
     render = _renderer(variant)
-    return {e.id: render(e.sections) for e in essays if e.sections is not None}
+    return {
+        e.id: render(e.sections)
+        for e in essays
+        if e.sections is not None and all(name in e.sections for name in SECTIONS)
+    }
 
 
 def _renderer(variant: str) -> Callable[[dict[str, str]], str]:
