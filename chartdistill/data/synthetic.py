@@ -272,15 +272,13 @@ def has_value_labels(params: ChartsParams, chart_type: ChartType, stream: str) -
 def _jobs(params: ChartsParams) -> list[tuple[ChartType, str, str, str | None]]:
     """(chart type, chart id, random stream, split) for every chart the params ask for."""
     jobs: list[tuple[ChartType, str, str, str | None]] = []
-    for held_out, counts in ((False, params.counts), (True, params.test_counts)):
+    for split, counts in ((None, params.counts), ("test", params.test_counts)):
+        tag = f"{split}:" if split else ""  # held-out charts: "test:" in stream and id
         for chart_type in CHART_TYPES:
             for index in range(counts.get(chart_type, 0)):
-                if held_out:
-                    stream = f"{params.seed}:test:{chart_type}:{index}"
-                    jobs.append((chart_type, f"syn-{chart_type}-test-{index:04d}", stream, "test"))
-                else:
-                    stream = f"{params.seed}:{chart_type}:{index}"
-                    jobs.append((chart_type, f"syn-{chart_type}-{index:04d}", stream, None))
+                chart_id = f"syn-{chart_type}-{tag.replace(':', '-')}{index:04d}"
+                stream = f"{params.seed}:{tag}{chart_type}:{index}"
+                jobs.append((chart_type, chart_id, stream, split))
     return jobs
 
 
