@@ -1,10 +1,15 @@
 """The teacher: one IELTS Task 1 essay per chart, validated, resampled with a repair hint.
 
 Two modes: `single` asks for the whole essay in one call (chain of thought in <analysis>, then
-the four marked sections); `stepwise` asks for one section per call, each call seeing the
-sections written so far (measured: small models keep the structure this way). Each round
-sends the requests of every pending chart at once, so the backend can batch or run them
-concurrently, and every answer is cached by content before the next round starts.
+the four marked sections); `stepwise` asks for one section per call (measured: small models keep
+the structure this way). Each round sends the requests of every pending chart at once, so the
+backend can batch or run them concurrently, and every answer is cached by content before the
+next round starts.
+
+Stepwise, a later attempt writes again only the sections that failed on their own (cut off,
+not prose, looping, off the subject, figures not grounded: `section_reasons`) and keeps the
+others; an essay whose sections all passed but which fails as a whole (too short, too few
+figures) is written afresh. Either way the essay is accepted only by `validate_essay`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from chartdistill.essay.text import (
     essay_grounding,
     injection_reasons,
     parse_sections,
+    section_reasons,
     strip_wrapping,
     validate_essay,
 )
@@ -83,7 +89,7 @@ class Draft:
     chart: ChartRecord
     attempts: int = 0
     sections: dict[str, str] = field(default_factory=dict)
-    raw_parts: list[str] = field(default_factory=list)
+    raw_parts: dict[str, str] = field(default_factory=dict)  # per section ("" in single mode)
     reasoning: str = ""
     reasons: list[str] = field(default_factory=list)
     error: str | None = None
@@ -91,8 +97,11 @@ class Draft:
     completion_tokens: int = 0
     latency_s: float = 0.0
     max_tokens: int = 0  # this attempt's budget per call (raised after a truncated reply)
-    reply_reasons: set[str] = field(default_factory=set)  # injection found anywhere in a reply
+    # Injection found anywhere in a reply (even in text clean_paragraph dropped), per section.
+    reply_reasons: dict[str, list[str]] = field(default_factory=dict)
     cleaned: list[str] = field(default_factory=list)  # harmless wrapping stripped
+    good: set[str] = field(default_factory=set)  # stepwise: sections kept for the next attempt
+    failed: dict[str, str] = field(default_factory=dict)  # stepwise: section -> its reply's error
 
     @property
     def accepted(self) -> bool:
@@ -104,27 +113,32 @@ class Draft:
         elif self.error == "truncated":
             self.max_tokens = math.ceil(self.max_tokens * factor)
         self.attempts += 1
-        self.sections, self.raw_parts, self.reasoning, self.error = {}, [], "", None
-        self.reply_reasons, self.cleaned = set(), []
+        self.error, self.failed = None, {}
+        if not self.good:
+            self.sections, self.raw_parts, self.reasoning = {}, {}, ""
+            self.reply_reasons, self.cleaned = {}, []
 
-    def add(self, result: ChatResult) -> str | None:
+    def add(self, result: ChatResult, part: str) -> str | None:
         """Count the result; return its text with wrapping stripped (None when it failed)."""
         self.prompt_tokens += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
         self.latency_s += result.latency_s
         if result.reasoning:
             self.reasoning = "\n\n".join(p for p in (self.reasoning, result.reasoning) if p)
+        self.raw_parts[part] = result.text or ""  # a cut or filtered reply is kept, never used
         if not result.ok:
-            self.error = result.error or "empty_content"
-            if result.text:  # a truncated or filtered reply: kept for the record, never used
-                self.raw_parts.append(result.text)
+            self.reply_reasons.pop(part, None)
             return None
         wrapped = strip_wrapping(result.text or "")
         self.cleaned += [s for s in wrapped.stripped if s not in self.cleaned]
         if wrapped.reasoning:
             self.reasoning = "\n\n".join(p for p in (self.reasoning, wrapped.reasoning) if p)
-        self.reply_reasons.update(injection_reasons(wrapped.text))
+        self.reply_reasons[part] = injection_reasons(wrapped.text)
         return wrapped.text
+
+    def raw(self) -> str:
+        parts = [(MARKERS.get(k, ""), self.raw_parts.get(k, "")) for k in ("", *SECTIONS)]
+        return "\n\n".join(f"{m}\n{t}" if m else t for m, t in parts if t)
 
 
 class Teacher:
@@ -212,9 +226,10 @@ class Teacher:
         alive, requests = self._requests(todo, attempt, mode="single", repair=repair)
         results = self.client.complete_all(requests, desc=f"teacher essays (attempt {attempt})")
         for draft, result in zip(alive, results, strict=True):
-            text = draft.add(result)
-            if text is not None:
-                draft.raw_parts.append(result.text or "")
+            text = draft.add(result, "")
+            if text is None:
+                draft.error = result.error or "empty_content"
+            else:
                 parsed = parse_sections(text)
                 if parsed.reasoning:
                     draft.reasoning = "\n\n".join(
@@ -228,25 +243,33 @@ class Teacher:
     def _section_round(
         self, todo: list[Draft], section: str, attempt: int, repair: dict[int, Any]
     ) -> None:
-        alive, requests = self._requests(
-            [d for d in todo if d.error is None], attempt, "stepwise", repair, section
-        )
+        pending = [d for d in todo if section not in d.good and d.error is None]
+        alive, requests = self._requests(pending, attempt, "stepwise", repair, section)
         if not requests:
             return
         desc = f"teacher {section} (attempt {attempt})"
         for draft, result in zip(alive, self.client.complete_all(requests, desc=desc), strict=True):
-            text = draft.add(result)
-            if text is not None:
-                draft.raw_parts.append(f"{MARKERS[section]}\n{result.text}")
-                draft.sections[section] = clean_paragraph(text)
+            text = draft.add(result, section)
+            if text is None:
+                draft.failed[section] = result.error or "empty_content"
+                draft.sections.pop(section, None)
+                continue
+            draft.sections[section] = paragraph = clean_paragraph(text)
+            reasons = section_reasons(section, paragraph, draft.chart, self.params.validation)
+            if not reasons and not draft.reply_reasons[section]:
+                draft.good.add(section)
 
     def _validate(self, draft: Draft) -> None:
+        if draft.failed and draft.error is None:
+            draft.error = next(draft.failed[s] for s in SECTIONS if s in draft.failed)
         if draft.error is not None:
             draft.reasons = []
             return
         found = set(validate_essay(draft.sections, draft.chart, self.params.validation))
-        found |= draft.reply_reasons  # e.g. an injected paragraph that clean_paragraph dropped
+        found.update(r for reasons in draft.reply_reasons.values() for r in reasons)
         draft.reasons = [code for code in REASON_CODES if code in found]
+        if draft.reasons and draft.good == set(SECTIONS):
+            draft.good = set()  # every section passed, the essay did not: write it afresh
 
     def _prompt_hash(self, chart_type: str) -> str:
         try:
@@ -270,7 +293,7 @@ class Teacher:
             mode=self.params.mode,
             status=status,
             sections=draft.sections or None,
-            raw="\n\n".join(draft.raw_parts),
+            raw=draft.raw(),
             reasoning=draft.reasoning,
             attempts=draft.attempts,
             reasons=draft.reasons,

@@ -236,7 +236,7 @@ def test_truncated_reply_is_asked_again_with_more_tokens_and_not_cached(tmp_path
         essays, metrics = _run(stub, params, charts, tmp_path)
         budgets = [r.body["max_tokens"] for r in stub.chat_requests]
         assert essays[0].status == "accepted" and essays[0].attempts == 2
-        assert budgets == [100] + [300] * 4  # the cut introduction, then a full attempt
+        assert budgets == [100] * 4 + [300]  # the other sections are kept: the cut one again
         assert metrics["request_errors"] == {"truncated": 1}
         cut = stub.chat_requests[0].body
         stub.reset_log()
@@ -244,6 +244,36 @@ def test_truncated_reply_is_asked_again_with_more_tokens_and_not_cached(tmp_path
         assert stub.chat_requests[0].body == cut  # the cut reply was not cached: asked again
         assert essays[0].status == "accepted" and essays[0].attempts == 1
         assert again["request_errors"] == {}
+
+
+def test_stepwise_retry_rewrites_only_the_failed_section(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def invented_figures_once(body: dict) -> str:
+        section = _user_text(body).split('Write ONLY the "', 1)[1].split('"', 1)[0]
+        asked.append(section)
+        if section == "Key features, paragraph 1" and asked.count(section) == 1:
+            return "The total rose to 987654 units and later to 876543 units."
+        return teacher_reply(body)
+
+    with StubServer(reply=invented_figures_once) as stub:
+        essays, metrics = _run(stub, _params(stub), _charts(1), tmp_path)
+        retry = stub.chat_requests[-1].body
+    assert essays[0].status == "accepted" and essays[0].attempts == 2
+    assert metrics["requests"] == 5 and asked[-1] == "Key features, paragraph 1"
+    assert retry["temperature"] == TeacherParams.model_fields["retry_temperature"].default
+    assert "987654" not in essays[0].sections["features_1"]
+
+
+def test_stepwise_essay_failing_as_a_whole_is_written_afresh(tmp_path: Path) -> None:
+    with StubServer(reply=teacher_reply) as stub:
+        params = _params(stub)
+        strict = params.validation.model_copy(update={"min_words": 900, "max_words": 1000})
+        essays, metrics = _run(
+            stub, params.model_copy(update={"validation": strict}), _charts(1), tmp_path
+        )
+    assert essays[0].status == "rejected" and essays[0].reasons == ["too_short"]
+    assert metrics["requests"] == 8 and essays[0].attempts == 2  # all four sections, twice
 
 
 def test_wrong_attribution_is_rejected(tmp_path: Path) -> None:

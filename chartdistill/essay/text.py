@@ -461,21 +461,39 @@ def validate_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBo
         failed.add("too_short")
     if count > bounds.max_words:
         failed.add("too_long")
-    failed.update(prose_reasons(body))
-    if has_loop(body, bounds.max_repeated_trigram_rate):
-        failed.add("loop")
     introduction = sections.get("introduction", "")
-    if bounds.require_subject and introduction.strip() and not names_subject(introduction, chart):
-        failed.add("off_subject")
-    grounding = essay_grounding(sections, chart, bounds)
+    reasons, grounding = _text_reasons(body, introduction, chart, bounds)
+    failed.update(reasons)
     if grounding.mentioned < bounds.min_numbers:
         failed.add("too_few_numbers")
+    return [code for code in REASON_CODES if code in failed]
+
+
+def section_reasons(section: str, text: str, chart: ChartRecord, bounds: EssayBounds) -> list[str]:
+    """Reason codes one section fails on by itself: a stepwise teacher writes just that section
+    again. The essay's own counts (words, number of figures) are validate_essay's."""
+    failed, _ = _text_reasons(text, text if section == "introduction" else "", chart, bounds)
+    if not text.strip():
+        failed.add("empty_section")
+    return [code for code in REASON_CODES if code in failed]
+
+
+def _text_reasons(
+    text: str, introduction: str, chart: ChartRecord, bounds: EssayBounds
+) -> tuple[set[str], Grounding]:
+    """Prose, loop, subject (of the introduction given) and grounding checks of a text."""
+    failed = set(prose_reasons(text))
+    if has_loop(text, bounds.max_repeated_trigram_rate):
+        failed.add("loop")
+    if bounds.require_subject and introduction.strip() and not names_subject(introduction, chart):
+        failed.add("off_subject")
+    grounding = ground_numbers(text, chart, bounds.tolerance, bounds.approx_tolerance)
     if grounding.fraction is not None and grounding.fraction < bounds.min_grounded_fraction:
         failed.add("ungrounded_numbers")
     attributed = grounding.attributed_fraction
     if attributed is not None and attributed < bounds.min_attributed_fraction:
         failed.add("misattributed_numbers")
-    return [code for code in REASON_CODES if code in failed]
+    return failed, grounding
 
 
 def essay_grounding(sections: dict[str, str], chart: ChartRecord, bounds: EssayBounds) -> Grounding:
