@@ -173,8 +173,8 @@ def train_case(base: str, tmp: str) -> dict[str, Any]:
 
 
 def generate_case(base: str, batch_size: int) -> dict[str, Any]:
-    """Greedy generation (dtype auto: what this machine runs natively) of up to GEN_TOKENS new
-    tokens for GEN_ITEMS charts at a batch size."""
+    """Greedy generation (dtype auto: what this machine runs natively) of GEN_TOKENS new tokens
+    for each of GEN_ITEMS charts at a batch size."""
     from chartdistill.device import resolve_dtype_name
     from chartdistill.student.generation import (
         GenerationParams,
@@ -185,6 +185,8 @@ def generate_case(base: str, batch_size: int) -> dict[str, Any]:
 
     dtype = resolve_dtype_name("auto")
     model, processor = load_for_inference(Path(base), None, dtype)
+    # The untrained student may end its turn at once (0 tokens): time a fixed length instead.
+    model.generation_config.min_new_tokens = GEN_TOKENS
     charts = [chart(seed) for seed in range(GEN_ITEMS)]
     params = GenerationParams(
         max_new_tokens=GEN_TOKENS, batch_size=batch_size, repetition_penalty=1.1
@@ -195,7 +197,7 @@ def generate_case(base: str, batch_size: int) -> dict[str, Any]:
     began = time.perf_counter()
     results = generate_essays(model, processor, images, prompts, params)
     seconds = time.perf_counter() - began
-    tokens = sum(len(processor.tokenizer(text)["input_ids"]) for text, _ in results)
+    tokens = GEN_TOKENS * len(results)
     return {
         "case": f"generate {dtype} batch {batch_size}",
         "tokens": tokens,

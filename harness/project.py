@@ -22,7 +22,8 @@ TINY_PROFILE: dict[str, Any] = {
         "width": 224,
         "height": 168,
     },
-    "teacher": {"validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
+    # Two attempts, as for a real teacher: the stub's faults exercise the repair path.
+    "teacher": {"max_attempts": 2, "validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
     # This salt puts the six teacher charts in every split (3 train, 1 validation, 2 test);
     # the test split also holds the two held-out charts, which have no reference essay.
     "datasets": {
