@@ -62,7 +62,7 @@ class TeacherParams(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=110, ge=1)  # per call: one section (~700 for a whole essay)
     seed: int = 0
-    max_attempts: int = Field(default=2, ge=1)
+    max_attempts: int = Field(default=1, ge=1)
     # After a reply cut off by max_tokens ("truncated"), the chart's next attempt asks for this
     # many times as many tokens.
     retry_max_tokens_factor: float = Field(default=2.0, ge=1.0)

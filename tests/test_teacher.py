@@ -26,6 +26,7 @@ def _charts(n: int = 2) -> list[ChartRecord]:
 
 def _params(stub: StubServer, **overrides) -> TeacherParams:
     llm = LLMParams(base_url=stub.base_url, model="stub", max_retries=1, backoff_base_s=0.01)
+    overrides.setdefault("max_attempts", 2)  # the repair path is what most of these tests exercise
     return TeacherParams(llm=llm, validation=LENIENT, **overrides)
 
 
