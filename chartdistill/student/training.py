@@ -93,7 +93,7 @@ class TrainParams(Section):
     # "accelerate launch --multi_gpu --num_processes 4" to train on several GPUs.
     launch: str = "python"
     lora: LoraParams = LoraParams()
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     num_train_epochs: float = 2.0
