@@ -600,3 +600,27 @@ def test_any_backend_result_cut_by_max_tokens_fails_and_is_not_cached(tmp_path: 
     [result] = client.complete_all([request(0)])
     assert result.error == "truncated" and result.text == "cut"
     assert not list(tmp_path.rglob("*.json"))
+
+
+class _DeterministicLengthBackend(_LengthBackend):
+    deterministic = True
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def complete_all(self, requests, on_result):
+        self.sent += len(requests)
+        return super().complete_all(requests, on_result)
+
+
+def test_a_deterministic_backends_cut_reply_is_replayed_not_asked_again(tmp_path: Path) -> None:
+    backend = _DeterministicLengthBackend()
+    client = CachedClient(backend, ResponseCache(tmp_path))  # type: ignore[arg-type]
+    [result] = client.complete_all([request(0)])
+    assert result.error == "truncated" and len(list(tmp_path.rglob("*.json"))) == 1
+    [again] = CachedClient(backend, ResponseCache(tmp_path)).complete_all([request(0)])  # type: ignore[arg-type]
+    assert again.cached and again.error == "truncated" and again.text == "cut"
+    assert backend.sent == 1
+    longer = ChatRequest(messages=request(0).messages, max_tokens=request(0).max_tokens * 2)
+    CachedClient(backend, ResponseCache(tmp_path)).complete_all([longer])  # type: ignore[arg-type]
+    assert backend.sent == 2  # more tokens: another request, asked

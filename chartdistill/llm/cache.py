@@ -9,7 +9,10 @@ What is cached decides what a rerun repeats:
 - a transient failure is never stored, so the next run asks again: network errors, 429/5xx,
   malformed or empty bodies, and replies that did not stop on their own (cut by max_tokens:
   "truncated"; "content_filter", "tool_call", "no_finish_reason"). An entry written before
-  this rule that holds such a reply is read as a miss.
+  this rule that holds such a reply is read as a miss;
+- except a reply cut by max_tokens from a deterministic backend (`deterministic = True`, the
+  embedded one): the same request is cut the same way every time, so it is stored as a final
+  failure and replayed (a retry that wants more asks with more tokens: another key).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ _RESULT_FIELDS = (
     "reasoning",
     "logprobs",
 )
+
+# A failure a deterministic backend gives again for the same request: stored and replayed.
+REPLAYED_FAILURES = frozenset({"truncated"})
 
 
 class ResponseCache:
@@ -83,7 +89,8 @@ class ResponseCache:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cache entry %s is unreadable (%s); treating it as a miss", path, exc)
             return None
-        if entry.get("key") != key or not result.ok:
+        final = entry.get("final_failure") is True and result.error in REPLAYED_FAILURES
+        if entry.get("key") != key or not (result.ok or final):
             log.warning(
                 "cache entry %s does not match its key, holds no text or an incomplete reply "
                 "(%s); a miss",
@@ -93,8 +100,16 @@ class ResponseCache:
             return None
         return result
 
-    def put(self, key: str, model: str, request: ChatRequest, result: ChatResult) -> Path:
-        if not result.ok:
+    def put(
+        self,
+        key: str,
+        model: str,
+        request: ChatRequest,
+        result: ChatResult,
+        final_failure: bool = False,
+    ) -> Path:
+        """Store a success, or (`final_failure`) a reply a deterministic backend cut off."""
+        if not result.ok and not (final_failure and result.error in REPLAYED_FAILURES):
             raise ValueError(f"cache {key}: only successful results are stored ({result.error})")
         entry = {
             "format": CACHE_FORMAT,
@@ -106,6 +121,8 @@ class ResponseCache:
                 "tries": result.tries,
             },
         }
+        if final_failure:
+            entry["final_failure"] = True
         path = self.path(key)
         text = json.dumps(entry, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
         atomic_write_text(path, text)
@@ -146,12 +163,13 @@ class ClientStats:
 
 class CachedClient:
     """A backend behind a ResponseCache: hits are answered locally, misses go to the backend,
-    and every success is stored the moment it arrives."""
+    and every success (and a deterministic backend's truncation) is stored as it arrives."""
 
     def __init__(self, backend: ChatBackend, cache: ResponseCache) -> None:
         self.backend = backend
         self.cache = cache
         self.stats = ClientStats()
+        self.deterministic = bool(getattr(backend, "deterministic", False))
 
     @property
     def model_id(self) -> str:
@@ -208,6 +226,8 @@ class CachedClient:
             self._count(result)
             if result.ok:
                 self.cache.put(key, model, requests[sent[position]], result)
+            elif self.deterministic and result.error in REPLAYED_FAILURES:
+                self.cache.put(key, model, requests[sent[position]], result, final_failure=True)
             for number, index in enumerate(pending[key]):
                 results[index] = result if number == 0 else replace(result)
                 if on_result is not None:

@@ -90,6 +90,8 @@ def request_seed(request: ChatRequest, model_id: str) -> int:
 class EmbeddedBackend:
     """ChatBackend running a causal LM in this process; loads it on the first real request."""
 
+    deterministic = True  # sorted batches, per-row seeded sampling (module docstring)
+
     def __init__(self, params: EmbeddedParams) -> None:
         self.params = params
         name = BUNDLED_GGUF if params.model == "bundled" else params.model

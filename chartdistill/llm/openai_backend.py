@@ -207,6 +207,8 @@ def _classify(exc: Exception) -> _Attempt:
 class OpenAIBackend:
     """ChatBackend over an OpenAI-compatible HTTP server."""
 
+    deterministic = False  # a server may batch, sample or change under the same name
+
     def __init__(self, params: LLMParams) -> None:
         if not params.base_url:
             raise ValueError("OpenAIBackend: params.base_url is not set (None means embedded)")

@@ -95,6 +95,8 @@ class ScoringBackend:
     """A ChatBackend that answers each request with the scores of `options` after
     `answer_prefix` (JSON text, see ChoiceScores.to_text); nothing is generated."""
 
+    deterministic = True
+
     def __init__(
         self,
         embedded: EmbeddedBackend,

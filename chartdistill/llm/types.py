@@ -174,9 +174,12 @@ def finish_error(finish_reason: str | None) -> str | None:
 
 
 class ChatBackend(Protocol):
-    """What the teacher and judge call; `model_id` goes into cache keys and records."""
+    """What the teacher and judge call; `model_id` goes into cache keys and records.
+    `deterministic`: the same request always gets the same reply (the cache then replays a
+    reply cut by max_tokens instead of asking again)."""
 
     model_id: str
+    deterministic: bool
 
     def complete_all(self, requests: list[ChatRequest], on_result: OnResult) -> list[ChatResult]:
         """Run every request; call on_result(index, result) as each one finishes."""
