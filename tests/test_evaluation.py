@@ -239,6 +239,20 @@ def test_automatic_metrics_and_means() -> None:
     assert means["words"] == pytest.approx((rows[0]["words"] + bad[0]["words"]) / 2, abs=1e-4)
     assert "reasons" not in means and "id" not in means
     assert mean_metrics([]) == {"n": 0}
+    assert means["numeric_precision_ci95_low"] == means["numeric_precision_ci95_high"] == 1.0
+
+
+def test_precision_means_come_with_a_bootstrap_interval_over_essays() -> None:
+    rows = [{"numeric_precision": p, "words": 200} for p in (0.0, 0.25, 0.5, 0.75, 1.0) * 4]
+    means = mean_metrics(rows, bootstrap_samples=2000, seed=3)
+    low, high = means["numeric_precision_ci95_low"], means["numeric_precision_ci95_high"]
+    assert low < means["numeric_precision"] == 0.5 < high
+    # the standard error of a mean of 20 values spread like these is about 0.08
+    assert 0.25 < high - low < 0.45
+    assert mean_metrics(rows, bootstrap_samples=2000, seed=3) == means  # seeded: repeatable
+    assert "words_ci95_low" not in means  # counts are not bootstrapped
+    fewer = mean_metrics(rows[:5], bootstrap_samples=2000, seed=3)
+    assert fewer["numeric_precision_ci95_high"] - fewer["numeric_precision_ci95_low"] > high - low
 
 
 def test_automatic_metrics_names_unknown_essays() -> None:

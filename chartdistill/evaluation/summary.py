@@ -25,7 +25,14 @@ from chartdistill.essay.sections import SECTIONS, VARIANTS
 from chartdistill.essay.text import EssayBounds, clean_prose, essay_body, word_count
 from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
 from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
-from chartdistill.evaluation.winrate import OUTCOME_SCORE, PairScore, spread, win_rates
+from chartdistill.evaluation.winrate import (
+    OUTCOME_SCORE,
+    PairScore,
+    bootstrap_intervals,
+    mean,
+    spread,
+    win_rates,
+)
 from chartdistill.io import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,14 @@ _DIGITS = 4
 # Fields of essay_metrics that are a reason (str) or None: reported as the rate of non-None.
 _RATE_OF_PRESENT: tuple[str, ...] = ("off_task", "parse_error")
 _NOT_AVERAGED: tuple[str, ...] = ("id", "chart_type", "reasons")
+# Means of per-essay fractions reported with a bootstrap 95 % interval over the essays.
+_BOOTSTRAPPED: tuple[str, ...] = (
+    "numeric_precision",
+    "attributed_precision",
+    "key_value_recall",
+    "label_recall",
+    "repeated_trigram_rate",
+)
 PLOT_FIELDS: tuple[str, ...] = ("chart_type", "win_rate", "tie_rate", "loss_rate")
 
 
@@ -216,9 +231,13 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, _DIGITS)
 
 
-def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
+def mean_metrics(
+    rows: list[dict[str, Any]], bootstrap_samples: int = 1000, seed: int = 0
+) -> dict[str, float | int | None]:
     """Means of the numeric fields (None values skipped; None when no value), booleans as
-    `<name>_rate`, off_task and parse_error as the rate of essays where they are set."""
+    `<name>_rate` with a Wilson 95 % interval, off_task and parse_error as the rate of essays
+    where they are set; the precision and recall means with a bootstrap 95 % interval over
+    the essays that have a value (`<name>_ci95_low/high`)."""
     summary: dict[str, float | int | None] = {"n": len(rows)}
     keys = list(dict.fromkeys(k for row in rows for k in row if k not in _NOT_AVERAGED))
     for key in keys:
@@ -234,7 +253,12 @@ def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
             summary[f"{key}_rate_ci95_low"] = _round(low)
             summary[f"{key}_rate_ci95_high"] = _round(high)
         elif all(_is_number(v) for v in present):
-            summary[key] = _round(sum(present) / len(present)) if present else None
+            summary[key] = _round(mean(present))
+            if key in _BOOTSTRAPPED:
+                stat = {"mean": mean}
+                interval = bootstrap_intervals(present, stat, bootstrap_samples, seed)["mean"]
+                summary[f"{key}_ci95_low"] = (interval or {}).get("low")
+                summary[f"{key}_ci95_high"] = (interval or {}).get("high")
     return summary
 
 
@@ -373,6 +397,11 @@ def eval_summary(
     types += sorted({j.chart_type for j in judgements} - set(types))
     overall = outcome_stats(judgements, length_diffs, params)
     scale = overall["length_scale"]
+    params = params or EvaluationParams()
+
+    def means(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
+        return mean_metrics(rows, params.bootstrap_samples, params.bootstrap_seed)
+
     summary: dict[str, Any] = {
         **overall,
         "failure_reasons": failure_reasons(judgements),
@@ -385,13 +414,13 @@ def eval_summary(
         "bands": band_means(judgements),
         "position": position_stats(judgements),
         "auto": {
-            "teacher": mean_metrics(auto_teacher),
-            "baseline": mean_metrics(auto_baseline),
-            "finetuned": mean_metrics(auto_finetuned),
+            "teacher": means(auto_teacher),
+            "baseline": means(auto_baseline),
+            "finetuned": means(auto_finetuned),
         },
         "auto_per_type": {
             t: {
-                name: mean_metrics([r for r in rows if r["chart_type"] == t])
+                name: means([r for r in rows if r["chart_type"] == t])
                 for name, rows in (
                     ("teacher", auto_teacher),
                     ("baseline", auto_baseline),

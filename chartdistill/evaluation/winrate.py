@@ -16,11 +16,13 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 _NEWTON_STEPS = 100
 _INTERCEPT_RIDGE = 1e-3  # keeps θ finite when every verdict is the same
 _DIGITS = 4
 OUTCOME_SCORE = {"finetuned": 1.0, "tie": 0.5, "baseline": 0.0}
+Item = TypeVar("Item")
 
 
 def _sigmoid(z: float) -> float:
@@ -100,18 +102,18 @@ class PairScore:
 Statistic = Callable[[Sequence[PairScore]], float | None]
 
 
-def _mean(values: Sequence[float]) -> float | None:
+def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def statistics(scale: float, ridge: float) -> dict[str, Statistic]:
     """The statistics reported with a bootstrap interval, by name."""
     return {
-        "win_rate": lambda s: _mean([float(p.outcome == "finetuned") for p in s]),
-        "score": lambda s: _mean(
+        "win_rate": lambda s: mean([float(p.outcome == "finetuned") for p in s]),
+        "score": lambda s: mean(
             [(p.outcome == "finetuned") + 0.5 * (p.outcome == "tie") for p in s]
         ),
-        "expected_win_rate": lambda s: _mean([p.expected for p in s]),
+        "expected_win_rate": lambda s: mean([p.expected for p in s]),
         "lc_win_rate": lambda s: length_controlled_rate(
             [p.expected for p in s], [p.length_diff for p in s], scale, ridge
         ),
@@ -129,13 +131,14 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def bootstrap_intervals(
-    pairs: Sequence[PairScore],
-    stats: dict[str, Statistic],
+    pairs: Sequence[Item],
+    stats: dict[str, Callable[[Sequence[Item]], float | None]],
     samples: int,
     seed: int,
 ) -> dict[str, dict[str, float] | None]:
-    """Paired bootstrap 95 % intervals: the pairs (charts) resampled with replacement `samples`
-    times, every statistic computed on the same resamples. None with no pairs."""
+    """Paired bootstrap 95 % intervals: the pairs (charts; or any items) resampled with
+    replacement `samples` times, every statistic computed on the same resamples. None with no
+    pairs."""
     if not pairs or samples <= 0:
         return dict.fromkeys(stats)
     rng = random.Random(seed)
