@@ -244,14 +244,15 @@ def test_automatic_metrics_and_means() -> None:
 
 def test_precision_means_come_with_a_bootstrap_interval_over_essays() -> None:
     rows = [{"numeric_precision": p, "words": 200} for p in (0.0, 0.25, 0.5, 0.75, 1.0) * 4]
-    means = mean_metrics(rows, bootstrap_samples=2000, seed=3)
+    params = EvaluationParams(bootstrap_samples=2000, bootstrap_seed=3)
+    means = mean_metrics(rows, params)
     low, high = means["numeric_precision_ci95_low"], means["numeric_precision_ci95_high"]
     assert low < means["numeric_precision"] == 0.5 < high
     # the standard error of a mean of 20 values spread like these is about 0.08
     assert 0.25 < high - low < 0.45
-    assert mean_metrics(rows, bootstrap_samples=2000, seed=3) == means  # seeded: repeatable
+    assert mean_metrics(rows, params) == means  # seeded: repeatable
     assert "words_ci95_low" not in means  # counts are not bootstrapped
-    fewer = mean_metrics(rows[:5], bootstrap_samples=2000, seed=3)
+    fewer = mean_metrics(rows[:5], params)
     assert fewer["numeric_precision_ci95_high"] - fewer["numeric_precision_ci95_low"] > high - low
 
 

@@ -232,12 +232,13 @@ def _round(value: float | None) -> float | None:
 
 
 def mean_metrics(
-    rows: list[dict[str, Any]], bootstrap_samples: int = 1000, seed: int = 0
+    rows: list[dict[str, Any]], params: EvaluationParams | None = None
 ) -> dict[str, float | int | None]:
     """Means of the numeric fields (None values skipped; None when no value), booleans as
     `<name>_rate` with a Wilson 95 % interval, off_task and parse_error as the rate of essays
     where they are set; the precision and recall means with a bootstrap 95 % interval over
-    the essays that have a value (`<name>_ci95_low/high`)."""
+    the essays that have a value (`<name>_ci95_low/high`, `params.bootstrap_*`)."""
+    params = params or EvaluationParams()
     summary: dict[str, float | int | None] = {"n": len(rows)}
     keys = list(dict.fromkeys(k for row in rows for k in row if k not in _NOT_AVERAGED))
     for key in keys:
@@ -256,7 +257,9 @@ def mean_metrics(
             summary[key] = _round(mean(present))
             if key in _BOOTSTRAPPED:
                 stat = {"mean": mean}
-                interval = bootstrap_intervals(present, stat, bootstrap_samples, seed)["mean"]
+                interval = bootstrap_intervals(
+                    present, stat, params.bootstrap_samples, params.bootstrap_seed
+                )["mean"]
                 summary[f"{key}_ci95_low"] = (interval or {}).get("low")
                 summary[f"{key}_ci95_high"] = (interval or {}).get("high")
     return summary
@@ -397,11 +400,6 @@ def eval_summary(
     types += sorted({j.chart_type for j in judgements} - set(types))
     overall = outcome_stats(judgements, length_diffs, params)
     scale = overall["length_scale"]
-    params = params or EvaluationParams()
-
-    def means(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
-        return mean_metrics(rows, params.bootstrap_samples, params.bootstrap_seed)
-
     summary: dict[str, Any] = {
         **overall,
         "failure_reasons": failure_reasons(judgements),
@@ -414,13 +412,13 @@ def eval_summary(
         "bands": band_means(judgements),
         "position": position_stats(judgements),
         "auto": {
-            "teacher": means(auto_teacher),
-            "baseline": means(auto_baseline),
-            "finetuned": means(auto_finetuned),
+            "teacher": mean_metrics(auto_teacher, params),
+            "baseline": mean_metrics(auto_baseline, params),
+            "finetuned": mean_metrics(auto_finetuned, params),
         },
         "auto_per_type": {
             t: {
-                name: means([r for r in rows if r["chart_type"] == t])
+                name: mean_metrics([r for r in rows if r["chart_type"] == t], params)
                 for name, rows in (
                     ("teacher", auto_teacher),
                     ("baseline", auto_baseline),

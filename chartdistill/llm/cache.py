@@ -100,16 +100,11 @@ class ResponseCache:
             return None
         return result
 
-    def put(
-        self,
-        key: str,
-        model: str,
-        request: ChatRequest,
-        result: ChatResult,
-        final_failure: bool = False,
-    ) -> Path:
-        """Store a success, or (`final_failure`) a reply a deterministic backend cut off."""
-        if not result.ok and not (final_failure and result.error in REPLAYED_FAILURES):
+    def put(self, key: str, model: str, request: ChatRequest, result: ChatResult) -> Path:
+        """Store a success, or a failure in REPLAYED_FAILURES (the caller decides it is final:
+        CachedClient does so for a deterministic backend only)."""
+        final_failure = not result.ok
+        if final_failure and result.error not in REPLAYED_FAILURES:
             raise ValueError(f"cache {key}: only successful results are stored ({result.error})")
         entry = {
             "format": CACHE_FORMAT,
@@ -224,10 +219,8 @@ class CachedClient:
             key = keys[sent[position]]
             result = complete_or_failed(result)
             self._count(result)
-            if result.ok:
+            if result.ok or (self.deterministic and result.error in REPLAYED_FAILURES):
                 self.cache.put(key, model, requests[sent[position]], result)
-            elif self.deterministic and result.error in REPLAYED_FAILURES:
-                self.cache.put(key, model, requests[sent[position]], result, final_failure=True)
             for number, index in enumerate(pending[key]):
                 results[index] = result if number == 0 else replace(result)
                 if on_result is not None:
