@@ -325,9 +325,15 @@ _DIFFERENCE_AFTER = re.compile(
     r"(?:\s+[a-z]+){0,2}?\s+than\b",
     re.IGNORECASE,
 )
+# "an increase of 14.9 million, or 166%": the percentage restates the change as a relative one.
+_RELATIVE_BEFORE = re.compile(
+    r"\b(?:increase|decrease|rise|fall|drop|decline|growth|gain|loss|reduction|jump)\s+of\s+"
+    r"[^,;]{1,40},\s*or\s+(?:about\s+|roughly\s+|nearly\s+|almost\s+|around\s+)?$",
+    re.IGNORECASE,
+)
 _RATIO_AFTER = re.compile(r"^\s*(?:times|-?fold)\b", re.IGNORECASE)
 _TOTAL_CUE = re.compile(
-    r"\b(?:total(?:led|ed|ling)?|combined|together|altogether|in\s+all|sum|aggregate)\b",
+    r"\b(?:totals?|total(?:led|ed|ling)|combined|together|altogether|in\s+all|sum|aggregate)\b",
     re.IGNORECASE,
 )
 _SHARE_CUE = re.compile(
@@ -381,11 +387,69 @@ def _names(terms: tuple[str, ...], text_words: list[str]) -> bool:
 
 
 _WRITTEN_RANGE = re.compile(r"(\d)\s*(?:to|–|—|-)\s*(\d)")
+_WRITTEN_RANGE_WORD = re.compile(r"(?<![\w.])(\d+)\s*(?:to|–|—|-)\s*(\d+)(?![\w.])")
+
+
+@dataclass(frozen=True)
+class NameSpan:
+    """A row or series name written in a text: characters start..end."""
+
+    start: int
+    end: int
+    axis: str  # "row" | "series"
+    index: int
+
+
+def _located_words(text: str) -> list[tuple[str, int, int]]:
+    """(normalised word, start, end) of the words that can be part of a name, stop words left
+    out; a written range "25 to 34" is also the one word "25-34"."""
+    found = [
+        (_norm(m.group()), m.start(), m.end())
+        for m in _NAME_WORD.finditer(text)
+        if m.group().lower() not in _NAME_STOP
+    ]
+    found += [
+        (f"{m.group(1)}-{m.group(2)}", m.start(), m.end())
+        for m in _WRITTEN_RANGE_WORD.finditer(text)
+    ]
+    return sorted(found, key=lambda w: (w[1], -w[2]))
+
+
+def _occurrences(
+    terms: tuple[str, ...], words: list[tuple[str, int, int]]
+) -> list[tuple[int, int]]:
+    """Spans where the terms are written one after another (stop words may sit between)."""
+    if not terms:
+        return []
+    spans = []
+    for i, (word, start, end) in enumerate(words):
+        if not _word_matches(word, terms[0]):
+            continue
+        last, j = end, i + 1
+        for term in terms[1:]:
+            while j < len(words) and words[j][1] < last:
+                j += 1
+            if j == len(words) or not _word_matches(words[j][0], term):
+                break
+            last, j = words[j][2], j + 1
+        else:
+            spans.append((start, last))
+    return spans
+
+
+def _inside(a: NameSpan, b: NameSpan) -> bool:
+    """a lies within b and b is longer."""
+    return b.start <= a.start and a.end <= b.end and (b.end - b.start) > (a.end - a.start)
 
 
 def _text_words(text: str) -> list[str]:
-    """Normalised words; "aged 25 to 34" gives "25-34", the way a row label writes it."""
-    return [_norm(w) for w in _NAME_WORD.findall(_WRITTEN_RANGE.sub(r"\1-\2", text))]
+    """Normalised words; "aged 25 to 34" also gives "25-34", the way a row label writes it
+    (and "in 1986 to 8.7" still gives "1986")."""
+    joined = _WRITTEN_RANGE.sub(r"\1-\2", text)
+    found = _NAME_WORD.findall(text)
+    if joined != text:
+        found += _NAME_WORD.findall(joined)
+    return [_norm(w) for w in found]
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -482,15 +546,55 @@ class ChartNumbers:
 
     # -- attribution --------------------------------------------------------------------------
 
+    def name_spans(self, text: str) -> list[NameSpan]:
+        """Where the text names a row or a series (series only on multi-series tables), as
+        character spans; a name inside a longer one ("History" in "Natural history") is not
+        a mention of its own."""
+        words = _located_words(text)
+        found = [
+            NameSpan(start, end, axis, index)
+            for axis, labels in self._labels()
+            for index, terms in enumerate(labels)
+            for start, end in _occurrences(terms, words)
+        ]
+        return sorted(
+            (a for a in found if not any(_inside(a, b) for b in found)),
+            key=lambda n: (n.start, n.end),
+        )
+
+    def _labels(self) -> list[tuple[str, tuple[tuple[str, ...], ...]]]:
+        labels = [("row", self.row_terms)]
+        if len(self.series_terms) > 1:
+            labels.append(("series", self.series_terms))
+        return labels
+
+    def named(self, sentence: str) -> tuple[set[int], set[int]]:
+        """(rows, series) the sentence names: in place (name_spans), or with the words of a
+        name apart ("pupils aged 11 to 12") unless they are part of a longer name."""
+        spans = self.name_spans(sentence)
+        placed = {(n.axis, n.index) for n in spans}
+        placed_terms = [
+            set(terms)
+            for axis, labels in self._labels()
+            for i, terms in enumerate(labels)
+            if (axis, i) in placed
+        ]
+        text_words = _text_words(sentence)
+        out: dict[str, set[int]] = {"row": set(), "series": set()}
+        for axis, labels in self._labels():
+            for index, terms in enumerate(labels):
+                if (axis, index) in placed:
+                    out[axis].add(index)
+                elif _names(terms, text_words) and not any(
+                    set(terms) < other for other in placed_terms
+                ):
+                    out[axis].add(index)
+        return out["row"], out["series"]
+
     def named_cells(self, sentence: str) -> list[tuple[int, int]]:
         """Cells (row, series) in a row or a series this sentence names (series names count
         on multi-series tables only: a single series is the chart's measure, not a name)."""
-        text_words = _text_words(sentence)
-        rows = [r for r, terms in enumerate(self.row_terms) if _names(terms, text_words)]
-        width = len(self.series_terms)
-        series = []
-        if width > 1:
-            series = [c for c, terms in enumerate(self.series_terms) if _names(terms, text_words)]
+        rows, series = self.named(sentence)
         return [
             (r, c)
             for r, row in enumerate(self.grid)
@@ -582,7 +686,8 @@ def _cues(sentence: str, mention: Mention, offset: int, pie: bool) -> list[str]:
     before = sentence[: mention.span[0] - offset]
     after = sentence[mention.span[1] - offset :]
     cues = []
-    if _DIFFERENCE_BEFORE.search(before) or _DIFFERENCE_AFTER.match(after):
+    relative = mention.is_percent and _RELATIVE_BEFORE.search(before)
+    if _DIFFERENCE_BEFORE.search(before) or _DIFFERENCE_AFTER.match(after) or relative:
         cues.append("difference")
     if _RATIO_AFTER.match(after):
         cues.append("ratio")
@@ -648,7 +753,9 @@ def ground_numbers(
         cues = _cues(sentence, mention, start, table.pie)
         cells = table.named_cells(sentence)
         value_ok = table.is_value(mention, tol) or any(
-            table._derived(mention, cue, everything, tol) for cue in cues
+            table._derived(mention, cue, pool, tol)
+            for cue in cues
+            for pool in ((cells, everything) if cells else (everything,))
         )
         if not value_ok:
             if mention.is_year:
