@@ -22,7 +22,7 @@ from chartdistill.config import load_paths, load_section
 from chartdistill.data.synthetic import ChartsParams, generate_synthetic
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
-from chartdistill.teacher import TeacherParams, run_teacher
+from chartdistill.teacher.writer import TeacherParams, run_teacher
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def teacher_case(after: bool) -> dict[str, Any]:
     from chartdistill.config import load_paths, load_section
     from chartdistill.llm.cache import CachedClient, ResponseCache
     from chartdistill.llm.factory import make_backend
-    from chartdistill.teacher import TeacherParams, run_teacher
+    from chartdistill.teacher.writer import TeacherParams, run_teacher
 
     os.chdir(ROOT)
     paths = load_paths()

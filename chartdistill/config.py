@@ -88,7 +88,7 @@ def load_paths(path: Path = PARAMS_FILE) -> PathsParams:
 SECTIONS: dict[str, str] = {
     "paths": "chartdistill.config:PathsParams",
     "charts": "chartdistill.data.synthetic:ChartsParams",
-    "teacher": "chartdistill.teacher:TeacherParams",
+    "teacher": "chartdistill.teacher.writer:TeacherParams",
     "datasets": "chartdistill.dataset.build:DatasetsParams",
     "student": "chartdistill.student.model:StudentParams",
     "train": "chartdistill.student.training:TrainParams",

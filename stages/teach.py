@@ -9,7 +9,7 @@ from chartdistill.data.records import load_charts, save_records
 from chartdistill.io import write_json
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
-from chartdistill.teacher import TeacherParams, run_teacher
+from chartdistill.teacher.writer import TeacherParams, run_teacher
 from stages.common import run, setup
 
 log = logging.getLogger("stages.teach")

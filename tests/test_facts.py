@@ -10,9 +10,9 @@ import pytest
 
 from chartdistill.data.records import CHART_TYPES, ChartRecord
 from chartdistill.data.synthetic import make_chart
-from chartdistill.essay.facts import Style, chart_facts, ratio_words, relative_change
 from chartdistill.essay.grounding import ground_numbers
-from chartdistill.prompts.teacher import render_teacher_messages
+from chartdistill.teacher.facts import Style, chart_facts, ratio_words, relative_change
+from chartdistill.teacher.prompts import render_teacher_messages
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 

@@ -114,7 +114,7 @@ def test_bundled_fp32_greedy_teacher_and_judge_text_is_the_same_with_prefix_reus
     from chartdistill.data.synthetic import make_chart
     from chartdistill.llm.embedded import EmbeddedBackend
     from chartdistill.prompts.judge import render_judge_messages
-    from chartdistill.prompts.teacher import render_teacher_messages
+    from chartdistill.teacher.prompts import render_teacher_messages
 
     rng = random.Random(3)
     charts = [make_chart(rng, t, f"{t}{i}") for t in ("bar", "line") for i in range(2)]

@@ -16,7 +16,7 @@ from chartdistill.prompts.chart_types import load_examples
 from chartdistill.prompts.judge import render_judge_messages
 from chartdistill.prompts.render import PromptError, image_data_url
 from chartdistill.prompts.student import render_student_prompt
-from chartdistill.prompts.teacher import (
+from chartdistill.teacher.prompts import (
     prompt_files,
     prompt_hash,
     render_repair,

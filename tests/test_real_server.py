@@ -28,7 +28,7 @@ from chartdistill.evaluation.judge import JudgeParams, judge_pairs
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.types import LLMParams
-from chartdistill.teacher import TeacherParams, run_teacher
+from chartdistill.teacher.writer import TeacherParams, run_teacher
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 SERVE = Path(sys.executable).parent / "transformers"

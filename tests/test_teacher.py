@@ -12,7 +12,7 @@ from chartdistill.essay.sections import render_structured
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.types import LLMParams
-from chartdistill.teacher import TeacherParams, clean_paragraph, run_teacher
+from chartdistill.teacher.writer import TeacherParams, clean_paragraph, run_teacher
 from harness.fake_teacher import teacher_reply
 from harness.stub_server import THINKING, FaultPlan, StubServer
 

@@ -11,7 +11,8 @@ import pytest
 
 from chartdistill.data.records import EssayRecord
 from chartdistill.data.synthetic import make_chart
-from chartdistill.essay.figures import teacher_figures
+from chartdistill.essay.text import EssayBounds
+from chartdistill.teacher.figures import teacher_figures
 from harness.fake_teacher import _user_text, reply
 from harness.stub_server import StubServer
 from tests.conftest import Project, point_llms_at
@@ -42,7 +43,7 @@ def test_teacher_figures_per_type() -> None:
         essay("b2", "bar", "rejected", wrong),
     ]
     bar2 = bar.model_copy(update={"id": "b2"})
-    figures = teacher_figures(essays, [bar, pie, bar2], tolerance=0.02)
+    figures = teacher_figures(essays, [bar, pie, bar2], EssayBounds(tolerance=0.02))
     assert set(figures["per_type"]) == {"bar", "pie"}
     assert figures["per_type"]["bar"]["charts"] == 2
     assert figures["per_type"]["bar"]["accepted"] == 1

@@ -583,10 +583,10 @@ class ChartNumbers:
         out: dict[str, set[int]] = {"row": set(), "series": set()}
         for axis, labels in self._labels():
             for index, terms in enumerate(labels):
-                if (axis, index) in placed:
-                    out[axis].add(index)
-                elif _names(terms, text_words) and not any(
-                    set(terms) < other for other in placed_terms
+                if (
+                    (axis, index) in placed
+                    or _names(terms, text_words)
+                    and not any(set(terms) < other for other in placed_terms)
                 ):
                     out[axis].add(index)
         return out["row"], out["series"]
@@ -726,7 +726,11 @@ def value_mentions(text: str, chart: ChartRecord, tolerance: float = 0.0) -> lis
 
 
 def ground_numbers(
-    text: str, chart: ChartRecord, tolerance: float, approx_tolerance: float = 0.05
+    text: str,
+    chart: ChartRecord,
+    tolerance: float,
+    approx_tolerance: float = 0.05,
+    numbers: ChartNumbers | None = None,
 ) -> Grounding:
     """Count the value mentions in `text`, those the chart's table supports (value level) and
     those attributed to a row or series their sentence names (attribution level).
@@ -738,7 +742,7 @@ def ground_numbers(
     """
     if tolerance < 0 or approx_tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance} / {approx_tolerance}")
-    table = ChartNumbers.from_chart(chart)
+    table = numbers or ChartNumbers.from_chart(chart)
     values, label_mentions = table.split(text, tolerance)
     labels = [m.text for m in label_mentions]
     everything = table.all_cells()

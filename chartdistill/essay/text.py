@@ -16,7 +16,8 @@ from pydantic import Field, model_validator
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
-from chartdistill.essay.grounding import Grounding, ground_numbers, names_subject
+from chartdistill.essay.claims import Verification, verify
+from chartdistill.essay.grounding import names_subject
 from chartdistill.essay.sections import SECTIONS
 
 REASON_CODES: tuple[str, ...] = (
@@ -34,6 +35,7 @@ REASON_CODES: tuple[str, ...] = (
     "too_few_numbers",
     "ungrounded_numbers",
     "misattributed_numbers",
+    "false_claims",
 )
 # Text that is not essay prose, whatever the chart (clean_prose). The first three mark text
 # addressed to a model, a judge or a reader: a reply carrying them anywhere is rejected.
@@ -57,6 +59,8 @@ class EssayBounds(Section):
     # The introduction must name this chart's subject (title key terms or its categories).
     require_subject: bool = True
     max_repeated_trigram_rate: float = Field(default=0.15, ge=0, le=1)
+    # Claims the table contradicts (claims.check_claims: a wrong superlative, trend, fraction...)
+    max_false_claims: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _words_ordered(self) -> EssayBounds:
@@ -462,9 +466,9 @@ def validate_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBo
     if count > bounds.max_words:
         failed.add("too_long")
     introduction = sections.get("introduction", "")
-    reasons, grounding = _text_reasons(body, introduction, chart, bounds)
+    reasons, checked = _text_reasons(body, introduction, chart, bounds)
     failed.update(reasons)
-    if grounding.mentioned < bounds.min_numbers:
+    if checked.grounding.mentioned < bounds.min_numbers:
         failed.add("too_few_numbers")
     return [code for code in REASON_CODES if code in failed]
 
@@ -480,23 +484,26 @@ def section_reasons(section: str, text: str, chart: ChartRecord, bounds: EssayBo
 
 def _text_reasons(
     text: str, introduction: str, chart: ChartRecord, bounds: EssayBounds
-) -> tuple[set[str], Grounding]:
-    """Prose, loop, subject (of the introduction given) and grounding checks of a text."""
+) -> tuple[set[str], Verification]:
+    """Prose, loop, subject (of the introduction given), grounding and claim checks."""
     failed = set(prose_reasons(text))
     if has_loop(text, bounds.max_repeated_trigram_rate):
         failed.add("loop")
     if bounds.require_subject and introduction.strip() and not names_subject(introduction, chart):
         failed.add("off_subject")
-    grounding = ground_numbers(text, chart, bounds.tolerance, bounds.approx_tolerance)
+    checked = verify(text, chart, bounds.tolerance, bounds.approx_tolerance)
+    grounding = checked.grounding
     if grounding.fraction is not None and grounding.fraction < bounds.min_grounded_fraction:
         failed.add("ungrounded_numbers")
     attributed = grounding.attributed_fraction
     if attributed is not None and attributed < bounds.min_attributed_fraction:
         failed.add("misattributed_numbers")
-    return failed, grounding
+    if len(checked.false_claims) > bounds.max_false_claims:
+        failed.add("false_claims")
+    return failed, checked
 
 
-def essay_grounding(sections: dict[str, str], chart: ChartRecord, bounds: EssayBounds) -> Grounding:
-    """Value- and attribution-level grounding of the essay body's figures."""
+def verify_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBounds) -> Verification:
+    """The essay body's figures and claims checked against the chart (claims.verify)."""
     body = _join(sections[s].strip() for s in SECTIONS if s in sections)
-    return ground_numbers(body, chart, bounds.tolerance, bounds.approx_tolerance)
+    return verify(body, chart, bounds.tolerance, bounds.approx_tolerance)

@@ -103,7 +103,9 @@ def ratio_words(big: float, small: float) -> str | None:
         return "about double"
     if ratio < 2.5:
         return "more than double"
-    whole = round(ratio)
+    if ratio < 2.75:
+        return "about two and a half times"
+    whole = int(ratio + 0.5)
     if whole > 10:
         return "more than ten times"
     words = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}

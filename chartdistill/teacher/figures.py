@@ -1,9 +1,10 @@
 """The teacher's figures per chart type, for metrics/teacher.json (and `dvc metrics diff`).
 
-For each chart type, and over all charts: how many essays were written and accepted, and how
-well their figures are grounded in the chart's table, at value level (a figure matches a table
+For each chart type, and over all charts: how many essays were written and accepted, how well
+their figures are grounded in the chart's table, at value level (a figure matches a table
 value or a derived figure) and at attribution level (it matches a value of the row or series its
-sentence names; chartdistill.essay.grounding). `accepted_grounded` counts the accepted essays
+sentence names; chartdistill.essay.grounding), and how many of their claims were checked and
+found false, by kind (chartdistill.essay.claims). `accepted_grounded` counts the accepted essays
 whose figures are grounded at attribution level at least `min_attributed` (0.8 by the issue's
 target); its rate is over all charts of the type, so a failed essay counts against it.
 Editing one type's prompt moves only that type's block, since the other types' requests are
@@ -12,42 +13,39 @@ unchanged and come from the teacher cache.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
-from chartdistill.essay.grounding import ground_numbers
-from chartdistill.essay.sections import render_unstructured
+from chartdistill.essay.text import EssayBounds, verify_essay
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def essay_grounding(
-    essay: EssayRecord, chart: ChartRecord, tolerance: float
-) -> tuple[float | None, float | None]:
-    """(value-level, attribution-level) grounded fraction of an essay's figures."""
-    if not essay.sections:
-        return None, None
-    grounding = ground_numbers(render_unstructured(essay.sections), chart, tolerance)
-    return grounding.fraction, getattr(grounding, "attributed_fraction", None)
-
-
 def _block(
-    essays: list[EssayRecord], charts: dict[str, ChartRecord], tolerance: float, threshold: float
+    essays: list[EssayRecord],
+    charts: dict[str, ChartRecord],
+    bounds: EssayBounds,
+    threshold: float,
 ) -> dict[str, Any]:
     accepted = [e for e in essays if e.status == "accepted"]
     value, attributed, good = [], [], 0
+    checked, failed = 0, Counter()
     for essay in accepted:
         chart = charts.get(essay.id)
-        if chart is None:
+        if chart is None or not essay.sections:
             continue
-        v, a = essay_grounding(essay, chart, tolerance)
-        if v is not None:
-            value.append(v)
-        if a is not None:
-            attributed.append(a)
-            good += a >= threshold
+        verification = verify_essay(essay.sections, chart, bounds)
+        grounding = verification.grounding
+        if grounding.fraction is not None:
+            value.append(grounding.fraction)
+        if grounding.attributed_fraction is not None:
+            attributed.append(grounding.attributed_fraction)
+            good += grounding.attributed_fraction >= threshold
+        checked += len(verification.claims)
+        failed.update(c.kind for c in verification.false_claims)
     n = len(essays)
     return {
         "charts": n,
@@ -57,22 +55,25 @@ def _block(
         "attributed_fraction": _mean(attributed),
         "accepted_grounded": good,
         "accepted_grounded_rate": round(good / n, 4) if n else None,
+        "claims_checked": checked,
+        "claims_false": sum(failed.values()),
+        "claims_false_by_kind": dict(sorted(failed.items())),
     }
 
 
 def teacher_figures(
     essays: list[EssayRecord],
     charts: list[ChartRecord],
-    tolerance: float,
+    bounds: EssayBounds,
     min_attributed: float = 0.8,
 ) -> dict[str, Any]:
     """{"all": {...}, "per_type": {chart_type: {...}}} over the essays (accepted ones graded)."""
     by_id = {c.id: c for c in charts}
     per_type = {
         chart_type: _block(
-            [e for e in essays if e.chart_type == chart_type], by_id, tolerance, min_attributed
+            [e for e in essays if e.chart_type == chart_type], by_id, bounds, min_attributed
         )
         for chart_type in CHART_TYPES
         if any(e.chart_type == chart_type for e in essays)
     }
-    return {"all": _block(essays, by_id, tolerance, min_attributed), "per_type": per_type}
+    return {"all": _block(essays, by_id, bounds, min_attributed), "per_type": per_type}

@@ -27,23 +27,23 @@ from pydantic import Field
 
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord
-from chartdistill.essay.figures import teacher_figures
 from chartdistill.essay.sections import MARKERS, SECTIONS
 from chartdistill.essay.text import (
     LENIENT_BOUNDS,
     REASON_CODES,
     EssayBounds,
-    essay_grounding,
     injection_reasons,
     parse_sections,
     section_reasons,
     strip_wrapping,
     validate_essay,
+    verify_essay,
 )
 from chartdistill.llm.cache import CachedClient
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
 from chartdistill.prompts.render import image_data_url
-from chartdistill.prompts.teacher import prompt_hash, render_teacher_messages
+from chartdistill.teacher.figures import teacher_figures
+from chartdistill.teacher.prompts import prompt_hash, render_teacher_messages
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ def number_precision(
         mentioned = grounded = attributed = 0
         for essay in essays:
             if essay.status in wanted and essay.sections and essay.id in by_id:
-                g = essay_grounding(essay.sections, by_id[essay.id], bounds)
+                g = verify_essay(essay.sections, by_id[essay.id], bounds).grounding
                 mentioned, grounded = mentioned + g.mentioned, grounded + g.grounded
                 attributed += g.attributed
         out[name] = {
@@ -394,6 +394,6 @@ def run_teacher(
     essays = Teacher(params, client, prompts_dir, charts_dir).write(charts)
     metrics = teacher_metrics(essays, client, params.prices, time.perf_counter() - start)
     # Per chart type, so `dvc metrics diff` shows which type a prompt edit moved.
-    metrics["figures"] = teacher_figures(essays, charts, params.validation.tolerance)
+    metrics["figures"] = teacher_figures(essays, charts, params.validation)
     metrics["number_precision"] = number_precision(essays, charts, params.validation)
     return essays, metrics

@@ -9,7 +9,6 @@ from typing import Any, Literal
 import jinja2
 
 from chartdistill.data.records import CHART_TYPES, ChartRecord
-from chartdistill.essay.facts import chart_facts
 from chartdistill.essay.sections import MARKERS, PURPOSE, SECTIONS
 from chartdistill.prompts.chart_types import (
     example_context,
@@ -25,6 +24,7 @@ from chartdistill.prompts.render import (
     render_template,
     user_message,
 )
+from chartdistill.teacher.facts import chart_facts
 
 Mode = Literal["single", "stepwise"]
 
