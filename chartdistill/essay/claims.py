@@ -68,8 +68,9 @@ _BOTTOM = r"lowest|smallest|least(?:\s+(?:popular|common|frequent))?|fewest|bott
 _PEAK = r"peak(?:ed|ing|s)?|high\s+point|trough|low\s+point|bottomed\s+out"
 _ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6}
 _SUPERLATIVE = re.compile(
-    rf"\b(?:(?P<rank>second|third|fourth|fifth|sixth)[\s-]+(?:most\s+|least\s+)?)?"
-    rf"(?P<word>(?P<top>{_TOP})|(?P<bottom>{_BOTTOM})|(?P<peak>{_PEAK}))\b",
+    rf"\b(?P<count>two|three|four)?\s*"
+    rf"(?:(?P<rank>second|third|fourth|fifth|sixth)[\s-]+(?:most\s+|least\s+)?)?"
+    rf"(?<!\bat\s)(?P<word>(?P<top>{_TOP})|(?P<bottom>{_BOTTOM})|(?P<peak>{_PEAK}))\b",
     re.IGNORECASE,
 )
 _RANKED = re.compile(
@@ -354,7 +355,9 @@ def _superlatives(table: _Table, s: _Sentence) -> Iterator[Claim]:
             continue
         rank = _ORDINALS.get((match.group("rank") or "").lower(), 1)
         kind = "rank" if rank > 1 else "superlative"
-        if match.group("peak"):
+        if match.group("count"):
+            ok = _extreme_set(table, s, match)
+        elif match.group("peak"):
             ok = _peak(table, s, match)
         else:
             ok = _extreme(table, s, match, rank, top=bool(match.group("top")))
@@ -386,6 +389,20 @@ def _extreme(table: _Table, s: _Sentence, match: re.Match[str], rank: int, top: 
     if all(r is False for r in readings):
         return False
     return None
+
+
+def _extreme_set(table: _Table, s: _Sentence, match: re.Match[str]) -> bool | None:
+    """ "The two smallest slices, A and B": A and B are the two lowest (ties allowed)."""
+    n = _NUMBER_WORDS[match.group("count").lower()]
+    names = s.names_in(match.end(), len(s.text))[:n]
+    if len(names) < n or len({x.axis for x in names}) != 1 or match.group("peak"):
+        return None
+    top = bool(match.group("top"))
+
+    def holds(points: list[tuple[int, float]]) -> bool:
+        return all(any(_rank_ok(points, x.index, r, top) for r in range(1, n + 1)) for x in names)
+
+    return _over_contexts(table, s, names[0], holds, exclude=tuple(names))
 
 
 def _peak(table: _Table, s: _Sentence, match: re.Match[str]) -> bool | None:

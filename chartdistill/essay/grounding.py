@@ -321,8 +321,8 @@ _DIFFERENCE_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _DIFFERENCE_AFTER = re.compile(
-    r"^\s*(?:[a-z]+\s+){0,2}?(?:more|less|fewer|higher|lower|greater|smaller|larger|bigger)"
-    r"(?:\s+[a-z]+){0,2}?\s+than\b",
+    r"^\s*(?:[a-z]+\s+){0,2}?(?:(?:more|less|fewer|higher|lower|greater|smaller|larger|bigger)"
+    r"(?:\s+[a-z]+){0,2}?\s+than\b|ahead\s+of\b|behind\b)",
     re.IGNORECASE,
 )
 # "an increase of 14.9 million, or 166%": the percentage restates the change as a relative one.

@@ -158,9 +158,31 @@ def _is_list_line(line: str) -> bool:
     return bool(_LIST_LINE.match(line)) or line.count("|") >= 2
 
 
+_LABEL_NUMBER = re.compile(r"\d+\s*[-–]\s*\d+|\d+\+|\b(?:1[89]|20)\d\d\b(?![.,]\d)")
+_PAREN_FIGURE = re.compile(r"\([^()]*\d[^()]*\)")
+_COLON_ITEMS = re.compile(r":\s*[^:]*\d[^,]*,[^,]*\d[^,]*(?:,|\band\b)[^,]*\d")
+
+
+def list_like_sentences(text: str) -> list[str]:
+    """Sentences that are lists of figures, not prose: "From largest to smallest: A (43%),
+    B (28%) and C (9%).", three or more figures in brackets, or five or more figures strung
+    together with commas (years and ranges such as "25-34" are labels, not figures)."""
+    out = []
+    for sentence in sentences(text):
+        plain = _LABEL_NUMBER.sub(" ", sentence)
+        figures = len(re.findall(r"\d+(?:[.,]\d+)*", plain))
+        if (
+            _COLON_ITEMS.search(plain)
+            or len(_PAREN_FIGURE.findall(sentence)) >= 3
+            or (figures >= 5 and sentence.count(", ") >= 3)
+        ):
+            out.append(sentence)
+    return out
+
+
 def has_list_or_markdown(text: str) -> bool:
-    """Bullets, numbered items, headings, table rows or bold anywhere in the text."""
-    return list_lines(text)[0] > 0 or bool(_BOLD.search(text))
+    """Bullets, numbered items, headings, table rows, bold, or a sentence that lists figures."""
+    return list_lines(text)[0] > 0 or bool(_BOLD.search(text)) or bool(list_like_sentences(text))
 
 
 # --- section parsing -------------------------------------------------------------------------

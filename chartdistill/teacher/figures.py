@@ -13,11 +13,12 @@ unchanged and come from the teacher cache.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
-from chartdistill.essay.text import EssayBounds, verify_essay
+from chartdistill.essay.text import EssayBounds, list_like_sentences, sentences, verify_essay
 
 
 def _mean(values: list[float]) -> float | None:
@@ -77,3 +78,36 @@ def teacher_figures(
         if any(e.chart_type == chart_type for e in essays)
     }
     return {"all": _block(essays, by_id, bounds, min_attributed), "per_type": per_type}
+
+
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def sentence_pattern(sentence: str, chart: ChartRecord) -> str:
+    """The sentence with the chart's names and all figures masked: what stays is its pattern."""
+    names = sorted({str(r[0]) for r in chart.rows} | set(chart.series), key=len, reverse=True)
+    for name in names:
+        sentence = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "X", sentence, flags=re.IGNORECASE)
+    return " ".join(_DIGITS.sub("N", sentence).lower().split())
+
+
+def pattern_shares(essays: list[EssayRecord], charts: list[ChartRecord]) -> dict[str, Any]:
+    """How often the commonest sentence pattern recurs: the share of essays holding it, and
+    the number of list-like sentences (text.list_like_sentences). A writer whose essays share
+    their sentences teaches the student a template, not a language."""
+    by_id = {c.id: c for c in charts}
+    holding: Counter[str] = Counter()
+    listed = 0
+    written = [e for e in essays if e.sections and e.id in by_id]
+    for essay in written:
+        body = "\n\n".join(essay.sections.values())  # type: ignore[union-attr]
+        patterns = {sentence_pattern(s, by_id[essay.id]) for s in sentences(body)}
+        holding.update(patterns)
+        listed += len(list_like_sentences(body))
+    top = holding.most_common(1)
+    return {
+        "essays": len(written),
+        "max_pattern_share": round(top[0][1] / len(written), 4) if top and written else None,
+        "commonest_pattern": top[0][0] if top else None,
+        "list_like_sentences": listed,
+    }
