@@ -31,7 +31,7 @@ def main() -> None:
     cache = Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/chartdistill-fact-sheet-cache")
     paths = load_paths()
     charts_params = load_section("charts", ChartsParams)
-    teacher = load_section("teacher", TeacherParams)
+    teacher = load_section("teacher", TeacherParams).model_copy(update={"mode": "stepwise"})
     counts = {t: min(per_type, n) for t, n in charts_params.counts.items()}
     backend = make_backend(teacher.llm)
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,7 +57,9 @@ def teacher_case(after: bool) -> dict[str, Any]:
 
     os.chdir(ROOT)
     paths = load_paths()
-    params = load_section("teacher", TeacherParams).model_copy(update={"max_attempts": 1})
+    params = load_section("teacher", TeacherParams).model_copy(
+        update={"max_attempts": 1, "mode": "stepwise"}
+    )
     changes = {} if after else {"reuse_prefix": False, "batch_size": BEFORE_BATCH}
     params = _embedded(params, **changes)
     charts = _charts(TEACHER_TYPES, TEACHER_CHARTS_PER_TYPE)

@@ -119,7 +119,8 @@ def copy_project(dest: Path) -> Project:
 
 
 def point_llms_at(project: Project, stub: Any) -> None:
-    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub."""
+    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub; the
+    teacher asks it section by section instead of computing its essays."""
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     override = {
         name: {"llm": {"base_url": stub.base_url, "model": f"stub-{name}"}}
@@ -127,4 +128,5 @@ def point_llms_at(project: Project, stub: Any) -> None:
         if isinstance(section, dict) and isinstance(section.get("llm"), dict)
     }
     assert "teacher" in override, sorted(params)
+    override["teacher"]["mode"] = "stepwise"
     project.set_params(override)

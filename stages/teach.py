@@ -20,10 +20,10 @@ def main() -> None:
     paths = load_paths()
     params = load_section("teacher", TeacherParams)
     charts = load_charts(paths.charts / "charts.jsonl")
-    backend = make_backend(params.llm)
-    client = CachedClient(backend, ResponseCache(paths.teacher_cache))
+    backend = None if params.mode == "reference" else make_backend(params.llm)
+    client = backend and CachedClient(backend, ResponseCache(paths.teacher_cache))
     essays, metrics = run_teacher(charts, params, client, paths.prompts, paths.charts)
-    metrics["dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; a server: None
+    metrics["dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; else None
     save_records(paths.essays / "essays.jsonl", essays)
     write_json(paths.metrics / "teacher.json", metrics)
     log.info(

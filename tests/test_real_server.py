@@ -102,7 +102,9 @@ def _llm(base_url: str, model: str) -> LLMParams:
 def test_teacher_by_url_against_transformers_serve(server, tmp_path: Path) -> None:
     base_url, model = server
     charts = [make_chart(random.Random(0), "bar", "real-0")]
-    params = TeacherParams(llm=_llm(base_url, model), max_tokens=40, max_attempts=1)
+    params = TeacherParams(
+        llm=_llm(base_url, model), mode="stepwise", max_tokens=40, max_attempts=1
+    )
     cache = tmp_path / "cache"
     client = CachedClient(make_backend(params.llm), ResponseCache(cache))
     essays, metrics = run_teacher(charts, params, client, PROMPTS, tmp_path)

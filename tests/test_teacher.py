@@ -27,6 +27,8 @@ def _charts(n: int = 2) -> list[ChartRecord]:
 def _params(stub: StubServer, **overrides) -> TeacherParams:
     llm = LLMParams(base_url=stub.base_url, model="stub", max_retries=1, backoff_base_s=0.01)
     overrides.setdefault("max_attempts", 2)  # the repair path is what most of these tests exercise
+    overrides.setdefault("sentence_repair", False)  # its own tests turn it on
+    overrides.setdefault("mode", "stepwise")
     return TeacherParams(llm=llm, validation=LENIENT, **overrides)
 
 
@@ -142,6 +144,8 @@ def test_clean_paragraph_drops_an_echoed_marker() -> None:
 def test_embedded_teacher_writes_parsed_essays(tmp_path: Path) -> None:
     params = TeacherParams(
         llm=LLMParams(model="smollm2-135m-instruct", embedded={"threads": 1}),
+        mode="stepwise",
+        sentence_repair=False,
         max_tokens=48,
         max_attempts=1,
         stepwise_context=False,
@@ -297,3 +301,64 @@ def test_wrong_attribution_is_rejected(tmp_path: Path) -> None:
         )
         essays, _ = _run(stub, params, [chart], tmp_path)
     assert essays[0].status == "rejected" and "misattributed_numbers" in essays[0].reasons
+
+
+def _misattributed_once(charts: list[ChartRecord]):
+    """A teacher whose first features_1 reply gives one figure to the wrong row."""
+    chart = charts[0]
+    top = max(chart.rows, key=lambda r: r[1])
+    low = min(chart.rows, key=lambda r: r[1])
+    wrong = f"{low[0]} recorded {top[1]:g}, the figure shown in the table for it."
+
+    def reply(body: dict) -> str:
+        text = _user_text(body)
+        if "<sentence>" in text:  # the one-sentence repair request
+            return f"{top[0]} recorded {top[1]:g}, the highest figure in the table."
+        answer = teacher_reply(body)
+        if 'Write ONLY the "Key features, paragraph 1"' in text:
+            return f"{answer} {wrong}"
+        return answer
+
+    return reply, wrong
+
+
+def test_only_the_faulty_sentence_is_asked_again_and_its_origin_is_kept(tmp_path: Path) -> None:
+    charts = [make_chart(random.Random(5), "bar", "c5")]
+    reply, wrong = _misattributed_once(charts)
+    with StubServer(reply=reply) as stub:
+        params = _params(stub, sentence_repair=True, max_attempts=1)
+        essays, metrics = _run(stub, params, charts, tmp_path)
+        repairs = [r for r in stub.chat_requests if "<sentence>" in _user_text(r.body)]
+    essay = essays[0]
+    assert len(stub.chat_requests) == 4 + 1 and len(repairs) == 1
+    asked = _user_text(repairs[0].body).split("<sentence>")[1].split("</sentence>")[0]
+    assert asked.strip() == wrong  # only that sentence, with its paragraph as context
+    assert "wrong category" in _user_text(repairs[0].body)  # the reason, from the prompt file
+    assert essay.status == "accepted" and wrong not in essay.sections["features_1"]
+    assert essay.origins["features_1"][-1] == "repaired"
+    assert set(essay.origins["features_1"][:-1]) == {"model"}
+    assert all(set(o) == {"model"} for s, o in essay.origins.items() if s != "features_1")
+    assert metrics["origins"]["all"]["repaired"] > 0 and metrics["origins"]["all"]["computed"] == 0
+
+
+def test_a_repair_that_still_fails_is_replaced_by_the_computed_sentence(tmp_path: Path) -> None:
+    charts = [make_chart(random.Random(5), "bar", "c5")]
+    _, wrong = _misattributed_once(charts)
+
+    def stubborn(body: dict) -> str:
+        text = _user_text(body)
+        if "<sentence>" in text:
+            return wrong  # the same false sentence again
+        answer = teacher_reply(body)
+        return (
+            f"{answer} {wrong}" if 'Write ONLY the "Key features, paragraph 1"' in text else answer
+        )
+
+    with StubServer(reply=stubborn) as stub:
+        essays, metrics = _run(
+            stub, _params(stub, sentence_repair=True, max_attempts=1), charts, tmp_path
+        )
+    essay = essays[0]
+    assert essay.status == "accepted" and wrong not in essay.sections["features_1"]
+    assert essay.origins["features_1"][-1] == "computed"
+    assert metrics["origins"]["all"]["computed"] > 0

@@ -123,6 +123,11 @@ class EssayRecord(BaseModel):
     attempts: int = 0
     reasons: list[str] = []
     cleaned: list[str] = []  # harmless wrapping stripped from the replies ("code_fence", ...)
+    # Who wrote each sentence, per section: "model" (the teacher's reply), "repaired" (the
+    # teacher's answer to a one-sentence repair request) or "computed" (the reference writer).
+    origins: dict[str, list[str]] = {}
+    # Claims checked against the table: {"checked", "failed", "failed_by_kind"} (essay.claims).
+    claims: dict[str, Any] = {}
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

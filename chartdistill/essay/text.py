@@ -529,3 +529,33 @@ def verify_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBoun
     """The essay body's figures and claims checked against the chart (claims.verify)."""
     body = _join(sections[s].strip() for s in SECTIONS if s in sections)
     return verify(body, chart, bounds.tolerance, bounds.approx_tolerance)
+
+
+@dataclass(frozen=True)
+class SentenceFault:
+    """A sentence the table does not support, with its reason codes and the false claims."""
+
+    index: int
+    sentence: str
+    reasons: list[str]
+    details: list[str]
+
+
+def sentence_faults(text: str, chart: ChartRecord, bounds: EssayBounds) -> list[SentenceFault]:
+    """Each sentence of `text` checked on its own: prose, figures grounded and attributed to a
+    name in the same sentence, claims true. A teacher repairs (or replaces) just these."""
+    faults = []
+    for index, sentence in enumerate(sentences(text)):
+        reasons = set(prose_reasons(sentence))
+        checked = verify(sentence, chart, bounds.tolerance, bounds.approx_tolerance)
+        if checked.grounding.ungrounded:
+            reasons.add("ungrounded_numbers")
+        if checked.grounding.misattributed:
+            reasons.add("misattributed_numbers")
+        if checked.false_claims:
+            reasons.add("false_claims")
+        if reasons:
+            codes = [code for code in REASON_CODES if code in reasons]
+            details = [c.detail for c in checked.false_claims]
+            faults.append(SentenceFault(index, sentence, codes, details))
+    return faults

@@ -37,6 +37,7 @@ TEACHER_FILES: tuple[str, ...] = (
     "section.md",
     "repair.md",
     "facts.md",
+    "repair_sentence.md",
 )
 
 
@@ -175,3 +176,29 @@ def _check_stepwise(
             f"(allowed: {list(earlier)})"
         )
     return {name: given[name] for name in earlier if name in given}
+
+
+def render_sentence_repair(
+    prompts_dir: Path,
+    chart: ChartRecord,
+    paragraph: str,
+    sentence: str,
+    reasons: list[str],
+    details: list[str],
+) -> list[dict[str, Any]]:
+    """Messages asking the teacher to rewrite one faulty sentence of a paragraph, alone."""
+    prompts_dir = Path(prompts_dir)
+    spec = load_type_prompt(prompts_dir, chart.chart_type)
+    user = render_template(
+        prompts_dir,
+        "repair_sentence.md",
+        name=spec.name,
+        chart=chart_context(chart, spec.name),
+        facts=fact_lines(chart),
+        paragraph=fence_safe(paragraph),
+        sentence=fence_safe(sentence),
+        reasons=reasons,
+        details=[fence_safe(d) for d in details],
+    )
+    system = render_template(prompts_dir, "teacher_system.md")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -1,10 +1,13 @@
 """The teacher: one IELTS Task 1 essay per chart, validated, resampled with a repair hint.
 
-Two modes: `single` asks for the whole essay in one call (chain of thought in <analysis>, then
-the four marked sections); `stepwise` asks for one section per call (measured: small models keep
-the structure this way). Each round sends the requests of every pending chart at once, so the
-backend can batch or run them concurrently, and every answer is cached by content before the
-next round starts.
+Three modes: `reference` computes the essay from the table (teacher.reference: no LLM; the
+offline default, since no model that ships in a wheel writes true essays); `single` asks an LLM
+for the whole essay in one call (chain of thought in <analysis>, then the four marked sections);
+`stepwise` asks for one section per call (measured: small models keep the structure this way).
+With `sentence_repair`, each LLM attempt's sentences are checked one by one and only the faulty
+ones are asked again (teacher.repair), before the essay is validated. Each round sends the
+requests of every pending chart at once, so the backend can batch or run them concurrently,
+and every answer is cached by content before the next round starts.
 
 Stepwise, a later attempt writes again only the sections that failed on their own (cut off,
 not prose, looping, off the subject, figures not grounded: `section_reasons`) and keeps the
@@ -35,6 +38,7 @@ from chartdistill.essay.text import (
     injection_reasons,
     parse_sections,
     section_reasons,
+    sentences,
     strip_wrapping,
     validate_essay,
     verify_essay,
@@ -42,8 +46,10 @@ from chartdistill.essay.text import (
 from chartdistill.llm.cache import CachedClient
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
 from chartdistill.prompts.render import image_data_url
-from chartdistill.teacher.figures import teacher_figures
+from chartdistill.teacher.figures import pattern_shares, teacher_figures
 from chartdistill.teacher.prompts import prompt_hash, render_teacher_messages
+from chartdistill.teacher.reference import WRITER_ID, reference_essay
+from chartdistill.teacher.repair import ORIGINS, Repairable, repair_sentences
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +63,7 @@ class PriceTable(Section):
 
 class TeacherParams(Section):
     llm: LLMParams
-    mode: Literal["single", "stepwise"] = "stepwise"
+    mode: Literal["reference", "single", "stepwise"] = "reference"
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=110, ge=1)  # per call: one section (~700 for a whole essay)
@@ -78,6 +84,10 @@ class TeacherParams(Section):
     # false: held-out test charts (charts.test_counts) get no essay; the judge compares the
     # students on the chart's data alone.
     test_references: bool = False
+    # LLM modes: re-ask each sentence that fails its checks alone; replace it with the reference
+    # writer's sentence if the answer still fails (teacher.repair).
+    sentence_repair: bool = True
+    repair_max_tokens: int = Field(default=80, ge=1)
     validation: EssayBounds = LENIENT_BOUNDS
     prices: PriceTable = PriceTable()
 
@@ -101,6 +111,7 @@ class Draft:
     reply_reasons: dict[str, list[str]] = field(default_factory=dict)
     cleaned: list[str] = field(default_factory=list)  # harmless wrapping stripped
     good: set[str] = field(default_factory=set)  # stepwise: sections kept for the next attempt
+    origins: dict[str, list[str]] = field(default_factory=dict)  # per section, per sentence
     failed: dict[str, str] = field(default_factory=dict)  # stepwise: section -> its reply's error
 
     @property
@@ -116,7 +127,7 @@ class Draft:
         self.error, self.failed = None, {}
         if not self.good:
             self.sections, self.raw_parts, self.reasoning = {}, {}, ""
-            self.reply_reasons, self.cleaned = {}, []
+            self.reply_reasons, self.cleaned, self.origins = {}, [], {}
 
     def add(self, result: ChatResult, part: str) -> str | None:
         """Count the result; return its text with wrapping stripped (None when it failed)."""
@@ -145,15 +156,29 @@ class Teacher:
     """Writes essays for a list of charts through a cached LLM client."""
 
     def __init__(
-        self, params: TeacherParams, client: CachedClient, prompts_dir: Path, charts_dir: Path
+        self,
+        params: TeacherParams,
+        client: CachedClient | None,
+        prompts_dir: Path,
+        charts_dir: Path,
     ) -> None:
         self.params = params
         self.client = client
         self.prompts_dir = prompts_dir
         self.charts_dir = charts_dir
 
+    @property
+    def model_id(self) -> str:
+        return WRITER_ID if self.client is None else self.client.model_id
+
     def write(self, charts: list[ChartRecord]) -> list[EssayRecord]:
         drafts = [Draft(chart) for chart in charts]
+        if self.params.mode == "reference":
+            for draft in drafts:
+                self._compute(draft)
+            return [self._record(d) for d in drafts]
+        if self.client is None:
+            raise ValueError(f"teacher.mode {self.params.mode!r} needs an LLM client")
         for attempt in range(1, self.params.max_attempts + 1):
             todo = [d for d in drafts if not d.accepted]
             if not todo:
@@ -167,9 +192,35 @@ class Teacher:
             else:
                 for section in SECTIONS:
                     self._section_round(todo, section, attempt, repair)
+            if self.params.sentence_repair:
+                self._repair_sentences(todo, attempt)
             for draft in todo:
                 self._validate(draft)
         return [self._record(d) for d in drafts]
+
+    def _compute(self, draft: Draft) -> None:
+        """The reference writer's essay: computed, not asked (attempts stay 0)."""
+        draft.sections = reference_essay(draft.chart, self.params.seed)
+        draft.origins = {s: ["computed"] * len(sentences(t)) for s, t in draft.sections.items()}
+        found = validate_essay(draft.sections, draft.chart, self.params.validation)
+        draft.reasons = [code for code in REASON_CODES if code in found]
+
+    def _repair_sentences(self, todo: list[Draft], attempt: int) -> None:
+        """One round of sentence repair over the drafts that have all four sections."""
+        whole = [d for d in todo if d.error is None and set(d.sections) == set(SECTIONS)]
+        essays = [Repairable(d.chart, d.sections, d.origins) for d in whole]
+        assert self.client is not None
+        repair_sentences(
+            essays,
+            self.client,
+            self.prompts_dir,
+            self.params.validation,
+            max_tokens=self.params.repair_max_tokens,
+            temperature=self.params.temperature if attempt == 1 else self.params.retry_temperature,
+            seed=self.params.seed + attempt - 1,
+        )
+        for draft, essay in zip(whole, essays, strict=True):
+            draft.sections, draft.origins = essay.sections, essay.origins
 
     def _repair_reasons(self, draft: Draft) -> list[str] | None:
         if draft.attempts == 0 or not self.params.repair_hint:
@@ -238,7 +289,7 @@ class Teacher:
                 if parsed.sections is None:
                     draft.error = f"parse_error: {parsed.error}"
                 else:
-                    draft.sections = parsed.sections
+                    draft.sections, draft.origins = parsed.sections, {}
 
     def _section_round(
         self, todo: list[Draft], section: str, attempt: int, repair: dict[int, Any]
@@ -255,6 +306,7 @@ class Teacher:
                 draft.sections.pop(section, None)
                 continue
             draft.sections[section] = paragraph = clean_paragraph(text)
+            draft.origins.pop(section, None)
             reasons = section_reasons(section, paragraph, draft.chart, self.params.validation)
             if not reasons and not draft.reply_reasons[section]:
                 draft.good.add(section)
@@ -285,11 +337,14 @@ class Teacher:
             status = "rejected"
         else:
             status = "accepted"
+        claims = {}
+        if draft.sections and set(draft.sections) == set(SECTIONS):
+            claims = verify_essay(draft.sections, chart, self.params.validation).claim_counts()
         return EssayRecord(
             id=chart.id,
             chart_type=chart.chart_type,
             prompt_hash=self._prompt_hash(chart.chart_type),
-            model=self.client.model_id,
+            model=self.model_id,
             mode=self.params.mode,
             status=status,
             sections=draft.sections or None,
@@ -298,6 +353,8 @@ class Teacher:
             attempts=draft.attempts,
             reasons=draft.reasons,
             cleaned=draft.cleaned,
+            origins=draft.origins,
+            claims=claims,
             error=draft.error,
             prompt_tokens=draft.prompt_tokens,
             completion_tokens=draft.completion_tokens,
@@ -323,16 +380,13 @@ def clean_paragraph(text: str) -> str:
 
 
 def teacher_metrics(
-    essays: list[EssayRecord], client: CachedClient, prices: PriceTable, wall_s: float
+    essays: list[EssayRecord], client: CachedClient | None, prices: PriceTable, wall_s: float
 ) -> dict[str, Any]:
     """Counts, tokens and cost for metrics/teacher.json (tokens and cost: fresh requests only)."""
-    stats = client.stats
     status = Counter(e.status for e in essays)
-    cost = (
-        stats.prompt_tokens * prices.input_per_mtok
-        + stats.completion_tokens * prices.output_per_mtok
-    ) / 1e6
-    return {
+    metrics: dict[str, Any] = {
+        "writer": WRITER_ID if client is None else client.model_id,
+        "computed_writer": client is None,  # true: no LLM wrote these essays
         "charts": len(essays),
         "accepted": status["accepted"],
         "rejected": status["rejected"],
@@ -345,15 +399,46 @@ def teacher_metrics(
             sorted(Counter((e.error or "").split(":")[0] for e in essays if e.error).items())
         ),
         "cleaned_by_reason": dict(sorted(Counter(c for e in essays for c in e.cleaned).items())),
+        "wall_time_s": round(wall_s, 2),
+        "accepted_per_type": dict(
+            sorted(Counter(e.chart_type for e in essays if e.status == "accepted").items())
+        ),
+        "origins": origin_shares(essays),
+    }
+    if client is None:
+        return {**metrics, "requests": 0, "cache_hits": 0, "cost_usd": 0.0}
+    stats = client.stats
+    cost = (
+        stats.prompt_tokens * prices.input_per_mtok
+        + stats.completion_tokens * prices.output_per_mtok
+    ) / 1e6
+    return {
+        **metrics,
         "request_errors": dict(sorted(stats.errors.items())),
         "requests": stats.requests_sent,
         "cache_hits": stats.cache_hits,
         **stats.token_counts(),  # prompt vs actually prefilled (prefix reuse), generated
         "cost_usd": round(cost, 6),
-        "wall_time_s": round(wall_s, 2),
-        "accepted_per_type": dict(
-            sorted(Counter(e.chart_type for e in essays if e.status == "accepted").items())
-        ),
+    }
+
+
+def origin_shares(essays: list[EssayRecord]) -> dict[str, Any]:
+    """Who wrote the accepted essays' sentences (model / repaired / computed), as shares,
+    overall and per chart type: computed text is never reported as the model's."""
+
+    def shares(chosen: list[EssayRecord]) -> dict[str, Any]:
+        counts = Counter(o for e in chosen for per in e.origins.values() for o in per)
+        total = sum(counts.values())
+        out: dict[str, Any] = {"sentences": total}
+        for origin in ORIGINS:
+            out[origin] = round(counts[origin] / total, 4) if total else None
+        return out
+
+    accepted = [e for e in essays if e.status == "accepted"]
+    types = sorted({e.chart_type for e in accepted})
+    return {
+        "all": shares(accepted),
+        "per_type": {t: shares([e for e in accepted if e.chart_type == t]) for t in types},
     }
 
 
@@ -382,7 +467,7 @@ def number_precision(
 def run_teacher(
     charts: list[ChartRecord],
     params: TeacherParams,
-    client: CachedClient,
+    client: CachedClient | None,
     prompts_dir: Path,
     charts_dir: Path,
 ) -> tuple[list[EssayRecord], dict[str, Any]]:
@@ -396,4 +481,5 @@ def run_teacher(
     # Per chart type, so `dvc metrics diff` shows which type a prompt edit moved.
     metrics["figures"] = teacher_figures(essays, charts, params.validation)
     metrics["number_precision"] = number_precision(essays, charts, params.validation)
+    metrics["sentence_patterns"] = pattern_shares(essays, charts)
     return essays, metrics
