@@ -202,3 +202,26 @@ def test_names_inside_longer_names_are_not_mentions() -> None:
 def test_a_period_runs_forwards() -> None:
     chart = make_chart(random.Random("claims:line:0"), "line", "line-0")
     assert _false("The graph shows visits from 2014 to 2014.", chart) == ["period"]
+
+
+def test_a_true_essay_with_one_false_sentence_is_rejected_for_it() -> None:
+    from chartdistill.essay.text import LENIENT_BOUNDS, validate_essay
+    from chartdistill.teacher.reference import reference_essay
+
+    for chart, kind, text in MUTATIONS[::7]:
+        essay = reference_essay(chart)
+        assert "false_claims" not in validate_essay(essay, chart, LENIENT_BOUNDS), chart.id
+        spoiled = {**essay, "features_2": f"{essay['features_2']} {text}"}
+        assert "false_claims" in validate_essay(spoiled, chart, LENIENT_BOUNDS), (kind, text)
+
+
+def test_a_true_essay_stating_derived_figures_is_accepted() -> None:
+    from chartdistill.essay.text import LENIENT_BOUNDS, validate_essay
+    from chartdistill.teacher.reference import reference_essay
+
+    essay = reference_essay(PIE)
+    essay["features_2"] += (
+        " Cooking and Appliances together made up 26%, about a quarter of the total."
+        " In total, Water, Cooking and Lighting amounted to 47%, just under half."
+    )
+    assert validate_essay(essay, PIE, LENIENT_BOUNDS) == []

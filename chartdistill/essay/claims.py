@@ -122,7 +122,10 @@ _CLAUSE_BREAK = re.compile(
     r";|,\s*(?:and|but|while|whereas|although|though)\s+|\s+(?:but|while|whereas)\s+",
     re.IGNORECASE,
 )
-_TOGETHER = re.compile(r"\b(?:together|combined|between\s+them|jointly)\b", re.IGNORECASE)
+_TOGETHER = re.compile(
+    r"\b(?:together|combined|between\s+them|jointly|in\s+total|altogether|collectively)\b",
+    re.IGNORECASE,
+)
 
 _HEDGES = (
     r"about|around|roughly|approximately|some|nearly|almost|just\s+over|just\s+under|"
@@ -732,11 +735,11 @@ def _ratio_claim(table, s, subject, other, target, hedge) -> bool | None:
 def _share_claim(table, s, match, target, hedge) -> bool | None:
     """ "X accounted for about a third (of the total)": X's share of its series (or, on a
     percentage table, X's value as a fraction of 100)."""
-    start, _ = s.clause_of(match.start())
+    start, end = s.clause_of(match.start())
     before = s.names_in(start, match.start())
     if not before:
         return None
-    together = bool(_TOGETHER.search(s.text[start : match.start()]))
+    together = bool(_TOGETHER.search(s.text[start:end]))
     subjects = before if together else before[-1:]
     if len({n.axis for n in subjects}) != 1:
         return None

@@ -1,0 +1,99 @@
+"""The three teacher paths side by side on the same charts:
+`python -m bench.teacher_paths [N_PER_TYPE] [CACHE_DIR]`.
+
+1. the computed reference writer (teacher.mode reference, the offline default);
+2. the bundled 135M model, stepwise, as it writes (sentence_repair off);
+3. the same model with sentence-level repair (each faulty sentence re-asked alone, then the
+   reference writer's sentence where the answer still fails).
+On the first N synthetic charts of each type of the default profile (charts.seed), with every
+other teacher param as in params.yaml. Prints one row per path: essays accepted, claims checked
+and found false in the accepted essays (essay.claims), who wrote their sentences (model /
+repaired / computed), requests, tokens and seconds, with the CPU it ran on. Answers are cached
+in CACHE_DIR (default /tmp/chartdistill-teacher-paths-cache): a rerun costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.suite import machine
+from chartdistill.config import load_paths, load_section
+from chartdistill.data.synthetic import ChartsParams, generate_synthetic
+from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
+from chartdistill.teacher.writer import TeacherParams, run_teacher
+
+PATHS = {
+    "reference writer (computed, no LLM)": {"mode": "reference"},
+    "135M stepwise, as written": {"mode": "stepwise", "sentence_repair": False},
+    "135M stepwise + sentence repair": {"mode": "stepwise", "sentence_repair": True},
+}
+
+
+def _row(metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+    figures = metrics["figures"]["all"]
+    origins = metrics["origins"]["all"]
+    return {
+        "accepted": f"{metrics['accepted']}/{metrics['charts']}",
+        "claims_checked": figures["claims_checked"],
+        "claims_false": figures["claims_false"],
+        "attributed": figures["attributed_fraction"],
+        "sentences": origins["sentences"],
+        "model": origins["model"],
+        "repaired": origins["repaired"],
+        "computed": origins["computed"],
+        "requests": metrics["requests"],
+        "prefilled": metrics.get("prefill_tokens", 0),
+        "generated": metrics.get("completion_tokens", 0),
+        "seconds": round(seconds, 1),
+        "rejected_by_reason": metrics["rejected_by_reason"],
+    }
+
+
+def _cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    per_type = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    cache = Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/chartdistill-teacher-paths-cache")
+    paths = load_paths()
+    charts_params = load_section("charts", ChartsParams)
+    teacher = load_section("teacher", TeacherParams)
+    counts = {t: min(per_type, n) for t, n in charts_params.counts.items()}
+    rows: dict[str, dict[str, Any]] = {}
+    backend = None
+    with tempfile.TemporaryDirectory() as tmp:
+        params = charts_params.model_copy(update={"counts": counts, "test_counts": {}})
+        charts, _ = generate_synthetic(params, Path(tmp))
+        for name, update in PATHS.items():
+            path_params = teacher.model_copy(update=update)
+            client = None
+            if path_params.mode != "reference":
+                backend = backend or make_backend(teacher.llm)
+                client = CachedClient(backend, ResponseCache(cache))
+            start = time.perf_counter()
+            _, metrics = run_teacher(charts, path_params, client, paths.prompts, Path(tmp))
+            rows[name] = _row(metrics, time.perf_counter() - start)
+            print(json.dumps({name: rows[name]}), flush=True)
+    flags = " ".join(sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    print(f"\n{len(charts)} charts ({per_type} per type); {machine()}; flags: {flags}")
+    keys = [k for k in next(iter(rows.values())) if k != "rejected_by_reason"]
+    print("| path | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(str(row[k]) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
