@@ -107,7 +107,9 @@ def poisoned(titles: set[str]) -> Callable[[dict[str, Any]], str]:
 
 def use_stub(project: Project, stub: StubServer, **llm: Any) -> None:
     settings = {**FAST_LLM, **llm, "base_url": stub.base_url}
-    project.set_params({"teacher": {"llm": settings}, "judge": {"llm": settings}})
+    project.set_params(
+        {"teacher": {"llm": settings, "mode": "stepwise"}, "judge": {"llm": settings}}
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -37,7 +37,9 @@ def test_api_key_reaches_the_server_but_no_file(tiny_project: Project) -> None:
     tiny_project.env[KEY_ENV] = sentinel
     with StubServer(reply=reply) as stub:
         llm = {"base_url": stub.base_url, "model": "stub", "api_key_env": KEY_ENV}
-        tiny_project.set_params({"teacher": {"llm": llm}, "judge": {"llm": llm}})
+        tiny_project.set_params(
+            {"teacher": {"llm": llm, "mode": "stepwise"}, "judge": {"llm": llm}}
+        )
         tiny_project.commit("teacher and judge on the stub, key from the environment")
         tiny_project.run("dvc", "repro")
         tiny_project.commit("results")  # git objects are files under the repo too
