@@ -41,18 +41,12 @@ from chartdistill.essay.text import (
     validate_essay,
 )
 from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.cost import PriceTable, cost_summary
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
 from chartdistill.prompts.render import image_data_url
 from chartdistill.prompts.teacher import prompt_hash, render_teacher_messages
 
 log = logging.getLogger(__name__)
-
-
-class PriceTable(Section):
-    """USD per million tokens, for the cost estimate in metrics/teacher.json."""
-
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
 
 
 class TeacherParams(Section):
@@ -328,10 +322,6 @@ def teacher_metrics(
     """Counts, tokens and cost for metrics/teacher.json (tokens and cost: fresh requests only)."""
     stats = client.stats
     status = Counter(e.status for e in essays)
-    cost = (
-        stats.prompt_tokens * prices.input_per_mtok
-        + stats.completion_tokens * prices.output_per_mtok
-    ) / 1e6
     return {
         "charts": len(essays),
         "accepted": status["accepted"],
@@ -349,7 +339,7 @@ def teacher_metrics(
         "requests": stats.requests_sent,
         "cache_hits": stats.cache_hits,
         **stats.token_counts(),  # prompt vs actually prefilled (prefix reuse), generated
-        "cost_usd": round(cost, 6),
+        **cost_summary(stats, prices),  # batch price beside the live price of the same tokens
         "wall_time_s": round(wall_s, 2),
         "accepted_per_type": dict(
             sorted(Counter(e.chart_type for e in essays if e.status == "accepted").items())

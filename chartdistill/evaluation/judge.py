@@ -40,6 +40,7 @@ from chartdistill.evaluation.known_answer import (
     KnownAnswerPair,
 )
 from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.cost import PriceTable
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.types import (
     ChatBackend,
@@ -115,6 +116,7 @@ class JudgeParams(Section):
     verdict: Literal["auto", "reply"] = "auto"
     logprobs: int = Field(default=0, ge=0, le=20)  # a server's top alternatives per token
     known_answer: KnownAnswerParams = KnownAnswerParams()
+    prices: PriceTable = PriceTable()  # for judge_cost in metrics/eval_*.json
 
 
 @dataclass

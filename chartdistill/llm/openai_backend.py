@@ -179,6 +179,38 @@ def _token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
     return out
 
 
+def request_body(model: str, request: ChatRequest) -> dict[str, Any]:
+    """The /v1/chat/completions body of a request (live calls and Batch API lines alike)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.top_logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = request.top_logprobs
+    return body
+
+
+def attempt_result(attempt: _Attempt, tries: int, latency_s: float) -> ChatResult:
+    """A ChatResult from a parsed attempt (a failure keeps what text came back)."""
+    return ChatResult(
+        text=attempt.text,
+        prompt_tokens=attempt.prompt_tokens,
+        completion_tokens=attempt.completion_tokens,
+        latency_s=latency_s,
+        finish_reason=attempt.finish_reason,
+        error=attempt.error,
+        tries=tries,
+        reasoning=attempt.reasoning,
+        logprobs=attempt.logprobs if attempt.error is None else None,
+    )
+
+
 def _classify(exc: Exception) -> _Attempt:
     """Map an exception from one attempt to an error name and whether to retry."""
     if isinstance(exc, openai.APITimeoutError):
@@ -271,17 +303,7 @@ class OpenAIBackend:
             tries += 1
             attempt = await self._attempt(client, request)
             if attempt.error is None:
-                return ChatResult(
-                    text=attempt.text,
-                    prompt_tokens=attempt.prompt_tokens,
-                    completion_tokens=attempt.completion_tokens,
-                    latency_s=time.perf_counter() - start,
-                    finish_reason=attempt.finish_reason,
-                    error=None,
-                    tries=tries,
-                    reasoning=attempt.reasoning,
-                    logprobs=attempt.logprobs,
-                )
+                return attempt_result(attempt, tries, time.perf_counter() - start)
             bad = attempt.error in ("malformed_response", "empty_content")
             bad_responses += bad
             give_up = (
@@ -297,16 +319,8 @@ class OpenAIBackend:
                     attempt.error,
                     attempt.detail,
                 )
-                return ChatResult(
-                    text=attempt.text,  # a truncated or filtered reply keeps what came back
-                    prompt_tokens=attempt.prompt_tokens,
-                    completion_tokens=attempt.completion_tokens,
-                    latency_s=time.perf_counter() - start,
-                    finish_reason=attempt.finish_reason,
-                    error=attempt.error,
-                    tries=tries,
-                    reasoning=attempt.reasoning,
-                )
+                # a truncated or filtered reply keeps what came back
+                return attempt_result(attempt, tries, time.perf_counter() - start)
             delay = self._delay(tries, attempt)
             log.debug("%s: %s, retry %d in %.2fs", self.model_id, attempt.error, tries, delay)
             await asyncio.sleep(delay)
@@ -324,20 +338,10 @@ class OpenAIBackend:
         return backoff_delay(retry, p.backoff_base_s, p.backoff_max_s, self._rng)
 
     async def _attempt(self, client: openai.AsyncOpenAI, request: ChatRequest) -> _Attempt:
-        kwargs: dict[str, Any] = {
-            "model": self.params.model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-        }
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.top_logprobs is not None:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = request.top_logprobs
         try:
-            completion = await client.chat.completions.create(**kwargs)
+            completion = await client.chat.completions.create(
+                **request_body(self.params.model, request)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified result

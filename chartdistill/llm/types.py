@@ -61,6 +61,13 @@ class LLMParams(Section):
     max_retries: int = Field(default=5, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    # The provider's Batch API (/v1/files + /v1/batches; chartdistill.llm.batch): half the
+    # price, minutes to hours of wait. The batch ids live beside the response cache, so a
+    # stopped stage resumes polling the same batch on the next run.
+    batch: bool = False
+    batch_wait: bool = True  # false: submit (or check), then exit non-zero: "rerun to collect"
+    batch_completion_window: str = "24h"
+    batch_poll_interval_s: float = Field(default=30.0, gt=0)
     embedded: EmbeddedParams = EmbeddedParams()
 
     @field_validator("api_key_env")
