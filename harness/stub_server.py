@@ -7,6 +7,7 @@
         stub.max_in_flight # most chat completions being served at once
 
 Endpoints: POST /v1/chat/completions (non-streaming) and GET /v1/models.
+`stub.reject_response_format = True` answers 400 to a chat request carrying response_format.
 Faults (one per chat completion request, taken from the plan in arrival order):
     "429"        status 429 with Retry-After (Fault.retry_after_s, default 1 s)
     "500"        status 500 with an OpenAI-style error body
@@ -401,6 +402,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._error(400, "the stub does not stream")
             return
+        if stub.reject_response_format and "response_format" in body:
+            self._error(400, "response_format is not supported")  # as transformers serve
+            return
         fault = stub.faults.next()
         if stub.latency_s:
             time.sleep(stub.latency_s)
@@ -457,6 +461,7 @@ class StubServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.batch_faults = BatchFaults()
+        self.reject_response_format = False  # True: 400 for a request with response_format
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, StubBatch] = {}
         self.batch_bodies: list[dict[str, Any]] = []

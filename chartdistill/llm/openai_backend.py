@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_BAD_RESPONSE_RETRIES = 2  # malformed / empty responses: retried at most this many times
 MAX_RETRY_AFTER_S = 600.0  # a server asking for longer than this is capped (and logged)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# How a server that does not take `response_format` answers a request carrying it.
+REJECTED_FORMAT_STATUS = frozenset({"http_400", "http_422", "http_501"})
 # Reasoning a server leaves in the content: leading <think>/<thinking>/<reasoning> blocks, or
 # a bare closing tag when the chat template opened the block in the prompt.
 _THINK_BLOCK = re.compile(r"^\s*<(think|thinking|reasoning)>(.*?)</\1\s*>", re.DOTALL | re.I)
@@ -63,6 +65,7 @@ class _Attempt:
     retryable: bool = False
     retry_after_s: float | None = None
     detail: str = ""
+    format_sent: bool = False  # the request carried its response_format
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -179,8 +182,9 @@ def _token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-def request_body(model: str, request: ChatRequest) -> dict[str, Any]:
-    """The /v1/chat/completions body of a request (live calls and Batch API lines alike)."""
+def request_body(model: str, request: ChatRequest, structured: bool = True) -> dict[str, Any]:
+    """The /v1/chat/completions body of a request (live calls and Batch API lines alike);
+    `structured=False` leaves out its response_format (a server that rejected it)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": request.messages,
@@ -193,6 +197,8 @@ def request_body(model: str, request: ChatRequest) -> dict[str, Any]:
     if request.top_logprobs is not None:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs
+    if request.response_format is not None and structured:
+        body["response_format"] = request.response_format
     return body
 
 
@@ -247,6 +253,7 @@ class OpenAIBackend:
         self.params = params
         self.model_id = params.model
         self._rng = random.Random()  # backoff jitter only
+        self.structured = True  # False once the server rejected a response_format
 
     def _api_key(self) -> str:
         return os.environ.get(self.params.api_key_env) or "not-needed"
@@ -304,6 +311,8 @@ class OpenAIBackend:
             attempt = await self._attempt(client, request)
             if attempt.error is None:
                 return attempt_result(attempt, tries, time.perf_counter() - start)
+            if self._rejects_format(request, attempt):
+                continue  # the same request at once without response_format (not a retry)
             bad = attempt.error in ("malformed_response", "empty_content")
             bad_responses += bad
             give_up = (
@@ -325,6 +334,23 @@ class OpenAIBackend:
             log.debug("%s: %s, retry %d in %.2fs", self.model_id, attempt.error, tries, delay)
             await asyncio.sleep(delay)
 
+    def _rejects_format(self, request: ChatRequest, attempt: _Attempt) -> bool:
+        """A client error on a request with response_format: the server does not take it
+        (`transformers serve` does not). Fall back to parsing replies for the rest of the run,
+        with one warning."""
+        if not attempt.format_sent or attempt.error not in REJECTED_FORMAT_STATUS:
+            return False
+        if self.structured:  # requests in flight may fail the same way: one warning
+            self.structured = False
+            log.warning(
+                "%s: the server rejected response_format (%s %s); replies are parsed without "
+                "it for the rest of this run",
+                self.model_id,
+                attempt.error,
+                attempt.detail[:200],
+            )
+        return True
+
     def _delay(self, retry: int, attempt: _Attempt) -> float:
         if attempt.retry_after_s is not None:
             if attempt.retry_after_s > MAX_RETRY_AFTER_S:
@@ -338,12 +364,14 @@ class OpenAIBackend:
         return backoff_delay(retry, p.backoff_base_s, p.backoff_max_s, self._rng)
 
     async def _attempt(self, client: openai.AsyncOpenAI, request: ChatRequest) -> _Attempt:
+        body = request_body(self.params.model, request, self.structured)
         try:
-            completion = await client.chat.completions.create(
-                **request_body(self.params.model, request)
-            )
+            completion = await client.chat.completions.create(**body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified result
-            return _classify(exc)
-        return _parse_completion(completion)
+            attempt = _classify(exc)
+        else:
+            attempt = _parse_completion(completion)
+        attempt.format_sent = "response_format" in body
+        return attempt

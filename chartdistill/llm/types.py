@@ -95,6 +95,10 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     top_logprobs: int | None = None  # a server's top alternatives per generated token (0-20)
+    # OpenAI `response_format` (e.g. a JSON schema) for a server that supports it; one that
+    # rejects it gets the request without it (OpenAIBackend: once per run, with a warning).
+    # Backends without constrained output (embedded) ignore it: the reply is parsed as before.
+    response_format: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -112,10 +116,12 @@ class ChatRequest:
             raise ValueError(f"ChatRequest: top_p must be in (0, 1], got {self.top_p}")
         if self.top_logprobs is not None and not 0 <= self.top_logprobs <= 20:
             raise ValueError(f"ChatRequest: top_logprobs must be in 0-20, got {self.top_logprobs}")
+        if self.response_format is not None and "type" not in self.response_format:
+            raise ValueError("ChatRequest: response_format needs a 'type'")
 
     def sampling(self) -> dict[str, Any]:
-        """The fields besides the messages that shape the answer (`top_logprobs` only when
-        asked for, so other requests keep their cache keys)."""
+        """The fields besides the messages that shape the answer (`top_logprobs` and
+        `response_format` only when asked for, so other requests keep their cache keys)."""
         fields: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -124,6 +130,8 @@ class ChatRequest:
         }
         if self.top_logprobs is not None:
             fields["top_logprobs"] = self.top_logprobs
+        if self.response_format is not None:
+            fields["response_format"] = self.response_format
         return fields
 
     def cache_key(self, model: str) -> str:
