@@ -45,6 +45,7 @@ Batch faults (`stub.batch_faults`, a BatchFaults; counters are used up as they f
                      items done (the rest in the error file with code batch_expired)
     item_errors      the next N items fail (error file, status 500)
     malformed_lines  the next N batches' output files have their first line cut in half
+    fail_next        the next N batches fail validation as a whole (status failed, `errors`)
 `stub.batch_bodies` holds every request body a batch ran; `stub.batches` every batch by id.
 """
 
@@ -170,6 +171,7 @@ class BatchFaults:
     expire_next: int = 0
     item_errors: int = 0
     malformed_lines: int = 0
+    fail_next: int = 0
 
 
 @dataclass
@@ -188,6 +190,7 @@ class StubBatch:
     error_file_id: str | None = None
     completed: int = 0
     failed: int = 0
+    errors: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +204,7 @@ class StubBatch:
             "output_file_id": self.output_file_id,
             "error_file_id": self.error_file_id,
             "metadata": self.metadata,
+            "errors": {"object": "list", "data": self.errors} if self.errors else None,
             "request_counts": {
                 "total": len(self.items),
                 "completed": self.completed,
@@ -576,6 +580,11 @@ class StubServer:
                 return batch
             if self.batch_faults.hold:
                 batch.status = "in_progress"
+                return batch
+            if self.batch_faults.fail_next > 0:
+                self.batch_faults.fail_next -= 1
+                batch.status = "failed"
+                batch.errors = [{"code": "invalid_request", "message": "injected: bad input"}]
                 return batch
             expire = self.batch_faults.expire_next > 0
             self.batch_faults.expire_next -= expire

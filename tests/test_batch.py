@@ -242,6 +242,17 @@ def test_item_errors_fail_with_reasons_and_only_they_are_asked_again(
     assert sorted(submitted_keys(stub)[1]) == asked_again
 
 
+def test_a_batch_failed_as_a_whole_fails_each_item_with_the_reason(
+    stub: StubServer, tmp_path: Path
+) -> None:
+    stub.batch_faults.fail_next = 1
+    reqs = [request(i) for i in range(3)]
+    results = client_for(stub, tmp_path).complete_all(reqs, desc="t")
+    assert {r.error for r in results} == {"batch_failed: injected: bad input"}
+    assert states(tmp_path) == [] and len(stub.batch_creates) == 1
+    assert all(r.ok for r in client_for(stub, tmp_path).complete_all(reqs, desc="t"))
+
+
 def test_a_failed_upload_is_retried(stub: StubServer, tmp_path: Path) -> None:
     stub.batch_faults.upload_failures = 1
     results = client_for(stub, tmp_path).complete_all([request(0), request(1)], desc="t")
@@ -357,3 +368,40 @@ def test_teach_batch_killed_mid_wait_resumes_on_dvc_repro(tiny_project: Project)
     ]
     found = [p for p in tiny_project.root.rglob("*") if p.is_file() and ".git" not in p.parts]
     assert not [p for p in found if SENTINEL.encode() in p.read_bytes()]
+
+
+@pytest.mark.slow
+def test_teach_batch_without_waiting_is_collected_by_later_dvc_repros(
+    tiny_project: Project,
+) -> None:
+    """`batch_wait: false`: each `dvc repro` submits or checks, exits non-zero with one line
+    and records nothing; a batch still in progress stays the same batch across runs; once the
+    provider finishes, each rerun collects one round (stepwise: one batch per section)."""
+    with StubServer(reply=reply) as stub:
+        stub.batch_faults.hold = True
+        llm = {"base_url": stub.base_url, "model": "stub", "batch": True, "batch_wait": False}
+        tiny_project.set_params({"teacher": {"llm": llm, "max_attempts": 1}})
+        tiny_project.commit("teacher through the Batch API, without waiting")
+        tiny_project.run("dvc", "repro", "charts")
+        for _ in range(2):  # in progress across two stage runs
+            result = tiny_project.run("dvc", "repro", "teach", check=False)
+            output = result.stdout + result.stderr
+            assert result.returncode != 0 and "Traceback" not in output
+            assert "rerun `dvc repro` to collect" in output, output[-2000:]
+            assert not (tiny_project.root / "metrics/teacher.json").exists()
+        assert len(stub.batch_creates) == 1
+
+        stub.batch_faults.hold = False
+        runs = 0
+        while tiny_project.run("dvc", "repro", "teach", check=False).returncode != 0:
+            runs += 1
+            assert runs < 10
+        keys = [k for batch in submitted_keys(stub) for k in batch]
+        assert len(keys) == len(set(keys)) == 6 * 4  # six charts, four sections, once each
+        assert runs + 1 == len(stub.batches) == 4  # one run per section round
+    teacher = json.loads((tiny_project.root / "metrics/teacher.json").read_text())
+    assert teacher["accepted"] + teacher["rejected"] + teacher["failed"] == teacher["charts"] == 6
+    # The last run collected the last round; the rounds before are replayed from the cache
+    # (their tokens were counted by the runs that collected them).
+    assert teacher["requests"] == 6 and teacher["cache_hits"] == 18
+    assert tiny_project.run("dvc", "status", "teach").stdout.strip().endswith("up to date.")
