@@ -16,14 +16,17 @@ from typing import Any
 import openai
 import pytest
 
+from chartdistill.llm import batch as batch_module
 from chartdistill.llm.batch import (
     BatchPending,
     BatchState,
+    BatchStopped,
     BatchStore,
     OpenAIBatchBackend,
     batch_input,
     job_id,
     parse_result_line,
+    split_lines,
 )
 from chartdistill.llm.cache import BATCH_STATE_DIR, CachedClient, ClientStats, ResponseCache
 from chartdistill.llm.cost import PriceTable, cost_summary
@@ -286,13 +289,68 @@ def test_a_run_killed_after_upload_or_after_create_never_submits_twice(
             user.batches.create(
                 input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
             )
-        store.save(BatchState(job_id(keys, 1), "stub-model", keys, upload.id))
+        store.save(
+            BatchState(
+                job=job_id(keys, 1),
+                model="stub-model",
+                base_url=stub.base_url,
+                keys=keys,
+                input_file_id=upload.id,
+            )
+        )
         creates = len(stub.batch_creates)
         results = client_for(stub, tmp_path).complete_all(reqs, desc="t")
         assert all(r.ok for r in results)
         assert len(stub.batch_creates) == creates + (not created)
         assert [r.path for r in stub.requests].count("/v1/files") == 1 + created
     user.close()
+
+
+def test_rounds_over_the_providers_limits_are_split(
+    stub: StubServer, tmp_path: Path, monkeypatch
+) -> None:
+    lines = [(str(i), b"x" * 10) for i in range(5)]
+    assert [len(c) for c in split_lines(lines, max_requests=2)] == [2, 2, 1]
+    assert [len(c) for c in split_lines(lines, max_bytes=35)] == [3, 2]
+    monkeypatch.setattr(batch_module, "MAX_BATCH_REQUESTS", 2)
+    results = client_for(stub, tmp_path).complete_all([request(i) for i in range(5)], desc="t")
+    assert all(r.ok for r in results)
+    assert [len(keys) for keys in submitted_keys(stub)] == [2, 2, 1]
+
+
+def test_a_batch_the_server_does_not_know_is_forgotten_and_resubmitted(
+    stub: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reqs = [request(0)]
+    keys = [reqs[0].cache_key("stub-model")]
+    BatchStore(tmp_path / BATCH_STATE_DIR).save(
+        BatchState(
+            job=job_id(keys, 1),
+            model="stub-model",
+            base_url=stub.base_url,
+            keys=keys,
+            input_file_id="file-gone",
+            batch_id="batch_gone",
+        )
+    )
+    assert client_for(stub, tmp_path).complete_all(reqs, desc="t")[0].ok
+    assert "batch_gone is unknown" in caplog.text and len(stub.batch_creates) == 1
+
+
+def test_an_unreachable_endpoint_stops_the_stage_with_one_line(
+    stub: StubServer, tmp_path: Path
+) -> None:
+    port = stub.port
+    stub.stop()  # nothing listens there now
+    params = LLMParams.model_validate(
+        {"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "batch": True, "max_retries": 0}
+    )
+    slept: list[float] = []
+    backend = OpenAIBatchBackend(params, sleep=slept.append)
+    client = CachedClient(backend, ResponseCache(tmp_path))
+    with pytest.raises(BatchStopped, match=r"failed: APIConnectionError.*rerun `dvc repro`"):
+        client.complete_all([request(0)], desc="t")
+    assert len(slept) == batch_module.MAX_POLL_FAILURES - 1  # waited between failed polls
 
 
 # ------------------------------------------------------------------------------ through DVC

@@ -26,7 +26,6 @@ asking for any of those keys polls that batch instead of submitting again. Rules
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -53,14 +52,28 @@ log = logging.getLogger(__name__)
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_SUBMISSIONS = 3  # an item in this many expired or cancelled batches in a row fails
+MAX_POLL_FAILURES = 5  # waiting: polls in a row that fail (after the client's retries)
+MAX_BATCH_REQUESTS = 50_000  # OpenAI's limits per input file; bigger rounds are split
+MAX_BATCH_BYTES = 190 * 2**20  # (200 MB)
+FILE_TIMEOUT_S = 600.0  # uploads and downloads take longer than a chat call
+TRANSIENT = (
+    openai.APIConnectionError,  # timeouts included
+    openai.InternalServerError,
+    openai.RateLimitError,
+)
 UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})  # error-file lines to resend
 STATE_FORMAT = 1
 
 
-class BatchPending(SystemExit):
-    """Batches submitted or still running and `batch_wait` is false: the stage stops here
-    (non-zero, so DVC records nothing) and the next run collects. Results already delivered
-    are in the response cache."""
+class BatchStopped(SystemExit):
+    """The stage stops here with one line (non-zero, so DVC records nothing); open batches
+    stay in the state folder and results already delivered are in the response cache, so
+    the next run goes on where this one stopped. Raised when the batch endpoint fails past
+    the client's retries (an upload that times out, a server that is down, a bad key)."""
+
+
+class BatchPending(BatchStopped):
+    """Batches submitted or still running and `batch_wait` is false: the next run collects."""
 
 
 @dataclass
@@ -69,6 +82,7 @@ class BatchState:
 
     job: str  # sha256 of the sorted keys and the submission number: the state file's name
     model: str
+    base_url: str
     keys: list[str]
     input_file_id: str
     submission: int = 1  # 2, 3: the items again after an expired or cancelled batch
@@ -112,17 +126,40 @@ def job_id(keys: list[str], submission: int) -> str:
     return f"batch-{digest[:24]}"
 
 
+def batch_line(model: str, key: str, request: ChatRequest) -> bytes:
+    """One line of a JSONL input file: a chat completion request, custom_id = cache key."""
+    line = {
+        "custom_id": key,
+        "method": "POST",
+        "url": ENDPOINT,
+        "body": request_body(model, request),
+    }
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
 def batch_input(model: str, requests: dict[str, ChatRequest]) -> bytes:
-    """The JSONL input file: one chat completion request per line, custom_id = cache key."""
-    lines = [
-        json.dumps(
-            {"custom_id": key, "method": "POST", "url": ENDPOINT, "body": request_body(model, r)},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        for key, r in requests.items()
-    ]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    """The JSONL input file of `requests` (cache key -> request)."""
+    return b"".join(batch_line(model, key, r) for key, r in requests.items())
+
+
+def split_lines(
+    lines: list[tuple[str, bytes]],
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
+) -> list[list[tuple[str, bytes]]]:
+    """(key, line) pairs in order, cut into input files within the provider's limits
+    (MAX_BATCH_REQUESTS, MAX_BATCH_BYTES unless given)."""
+    max_requests = max_requests or MAX_BATCH_REQUESTS
+    max_bytes = max_bytes or MAX_BATCH_BYTES
+    chunks: list[list[tuple[str, bytes]]] = [[]]
+    size = 0
+    for key, line in lines:
+        if chunks[-1] and (len(chunks[-1]) >= max_requests or size + len(line) > max_bytes):
+            chunks.append([])
+            size = 0
+        chunks[-1].append((key, line))
+        size += len(line)
+    return chunks
 
 
 def _item_error(item: dict[str, Any]) -> tuple[str, str]:
@@ -248,27 +285,51 @@ class _BatchRun:
             self.on_result(index, result)
 
     def run(self) -> list[ChatResult]:
+        failures = 0
         while True:
-            states = [s for s in self.store.load() if s.model == self.backend.model_id]
-            relevant = [s for s in states if set(s.keys) & self.remaining()]
-            collected = []
-            for state in relevant:
-                batch = self.refresh(state)
-                if batch is not None and state.status in TERMINAL:
-                    self.collect(state, batch)
-                    collected.append(state)
-            open_states = [s for s in relevant if s not in collected]
-            covered = {k for s in open_states for k in s.keys}
-            missing = self.remaining() - covered
-            if missing:
-                open_states.append(self.submit(missing))
-            for state in collected:  # only now: their unfinished items are in a new batch
-                self.store.remove(state)
-            if not self.remaining():
-                return [r for r in self.results if r is not None]
-            if not self.params.batch_wait:
-                raise BatchPending(self.pending_message(open_states))
+            try:
+                open_states = self.step()
+                failures = 0
+            except openai.APIError as exc:
+                failures += 1
+                retry = isinstance(exc, TRANSIENT) and self.params.batch_wait
+                if not retry or failures >= MAX_POLL_FAILURES:
+                    raise BatchStopped(self.stopped_message(exc)) from exc
+                log.warning("%s (poll %d of %d)", _short(exc), failures, MAX_POLL_FAILURES)
+            else:
+                if not self.remaining():
+                    return [r for r in self.results if r is not None]
+                if not self.params.batch_wait:
+                    raise BatchPending(self.pending_message(open_states))
             self.backend._sleep(self.params.batch_poll_interval_s)
+
+    def step(self) -> list[BatchState]:
+        """Poll the batches holding wanted items, collect the ended ones, submit the items no
+        open batch holds; the batches still open."""
+        base_url = str(self.params.base_url)
+        states = [
+            s
+            for s in self.store.load()
+            if s.model == self.backend.model_id and s.base_url == base_url
+        ]
+        relevant = [s for s in states if set(s.keys) & self.remaining()]
+        open_states, collected = [], []
+        for state in relevant:
+            batch = self.refresh(state)
+            if batch is None:
+                continue  # unknown to the server: forgotten, its items are submitted again
+            if state.status in TERMINAL:
+                self.collect(state, batch)
+                collected.append(state)
+            else:
+                open_states.append(state)
+        covered = {k for s in open_states for k in s.keys}
+        missing = self.remaining() - covered
+        if missing:
+            open_states += self.submit(missing)
+        for state in collected:  # only now: their unfinished items are in a new batch
+            self.store.remove(state)
+        return open_states
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -279,7 +340,18 @@ class _BatchRun:
             if found is None:
                 return self.create(state)
             state.batch_id = found.id
-        batch = self.client.batches.retrieve(state.batch_id)
+        try:
+            batch = self.client.batches.retrieve(state.batch_id)
+        except openai.NotFoundError:
+            log.warning(
+                "batch %s is unknown to %s (deleted, or another server); forgotten: its %d "
+                "requests are submitted again",
+                state.batch_id,
+                self.params.base_url,
+                len(state.keys),
+            )
+            self.store.remove(state)
+            return None
         if batch.status != state.status:
             state.status = batch.status
             self.store.save(state)
@@ -323,32 +395,40 @@ class _BatchRun:
         )
         return batch
 
-    def submit(self, keys: set[str]) -> BatchState:
-        """Upload the requests of `keys` and create their batch; items already sent
-        MAX_SUBMISSIONS times without a result fail instead."""
+    def submit(self, keys: set[str]) -> list[BatchState]:
+        """Upload the requests of `keys` and create their batches (one per input file within
+        the provider's limits); items already sent MAX_SUBMISSIONS times without a result
+        fail instead."""
         tried_out = {k for k in keys if self.prior.get(k, 0) >= MAX_SUBMISSIONS}
         for key in sorted(tried_out):
             log.error("item %s: no result after %d batches; failed", key[:12], MAX_SUBMISSIONS)
             self.deliver(key, ChatResult(text=None, error="batch_expired"))
-        keys = sorted(keys - tried_out)
-        if not keys:
-            return BatchState(job="", model=self.backend.model_id, keys=[], input_file_id="")
-        submission = 1 + max(self.prior.get(k, 0) for k in keys)
-        data = batch_input(self.backend.model_id, {k: self.requests[self.wanted[k]] for k in keys})
-        upload = self.client.files.create(
-            file=("chartdistill-batch.jsonl", io.BytesIO(data), "application/jsonl"),
-            purpose="batch",
-        )
-        state = BatchState(
-            job=job_id(keys, submission),
-            model=self.backend.model_id,
-            keys=keys,
-            input_file_id=upload.id,
-            submission=submission,
-        )
-        self.store.save(state)  # a kill from here on re-uses the upload
-        self.create(state)
-        return state
+        model = self.backend.model_id
+        lines = [
+            (k, batch_line(model, k, self.requests[self.wanted[k]]))
+            for k in sorted(keys - tried_out)
+        ]
+        states = []
+        for chunk in split_lines(lines) if lines else []:
+            chunk_keys = [k for k, _ in chunk]
+            upload = self.client.files.create(
+                file=("chartdistill-batch.jsonl", b"".join(line for _, line in chunk)),
+                purpose="batch",
+                timeout=max(self.params.timeout_s, FILE_TIMEOUT_S),
+            )
+            submission = 1 + max(self.prior.get(k, 0) for k in chunk_keys)
+            state = BatchState(
+                job=job_id(chunk_keys, submission),
+                model=model,
+                base_url=str(self.params.base_url),
+                keys=chunk_keys,
+                input_file_id=upload.id,
+                submission=submission,
+            )
+            self.store.save(state)  # a kill from here on re-uses the upload
+            self.create(state)
+            states.append(state)
+        return states
 
     def collect(self, state: BatchState, batch: Any) -> None:
         """Deliver the results of an ended batch; note the items it left without one."""
@@ -389,7 +469,16 @@ class _BatchRun:
     def read_results(
         self, state: BatchState, file_id: str, latency_s: float
     ) -> dict[str, ChatResult | None]:
-        text = self.client.files.content(file_id).text
+        try:
+            content = self.client.files.content(
+                file_id, timeout=max(self.params.timeout_s, FILE_TIMEOUT_S)
+            )
+        except openai.NotFoundError:
+            log.warning(
+                "batch %s: file %s is gone; its items are asked again", state.batch_id, file_id
+            )
+            return {}
+        text = content.text
         out: dict[str, ChatResult | None] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -410,6 +499,12 @@ class _BatchRun:
             out[key] = result
         return out
 
+    def stopped_message(self, exc: openai.APIError) -> str:
+        return (
+            f"{self.backend.model_id}: the batch endpoint at {self.params.base_url} failed: "
+            f"{_short(exc)}; open batches are kept: rerun `dvc repro` to go on"
+        )
+
     def pending_message(self, states: list[BatchState]) -> str:
         running = [s for s in states if s.batch_id]
         ids = ", ".join(f"{s.batch_id} ({s.status}, {len(s.keys)} requests)" for s in running)
@@ -417,6 +512,13 @@ class _BatchRun:
             f"{self.backend.model_id}: batch {ids} submitted; nothing recorded yet: rerun "
             "`dvc repro` to collect (llm.batch_wait: false)"
         )
+
+
+def _short(exc: openai.APIError) -> str:
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(exc).split())[:200]
+    name = type(exc).__name__
+    return f"{name} (http {status}): {text}" if status else f"{name}: {text}"
 
 
 def _elapsed(seconds: float) -> str:
