@@ -29,6 +29,7 @@ from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord
 from chartdistill.essay.figures import teacher_figures
 from chartdistill.essay.sections import MARKERS, SECTIONS
+from chartdistill.essay.structured import essay_from_json, essay_response_format
 from chartdistill.essay.text import (
     LENIENT_BOUNDS,
     REASON_CODES,
@@ -69,6 +70,9 @@ class TeacherParams(Section):
     stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
+    # Single mode, a server: ask for the essay as a JSON schema (response_format); a server
+    # that rejects it is asked without, once per run, and the reply parsed as before.
+    structured_output: bool = False
     # false: held-out test charts (charts.test_counts) get no essay; the judge compares the
     # students on the chart's data alone.
     test_references: bool = False
@@ -178,7 +182,12 @@ class Teacher:
             temperature=p.temperature if attempt == 1 else p.retry_temperature,
             top_p=p.top_p,
             seed=p.seed + attempt - 1,
+            response_format=essay_response_format() if self._structured() else None,
         )
+
+    def _structured(self) -> bool:
+        p = self.params
+        return p.structured_output and p.mode == "single" and p.llm.base_url is not None
 
     def _context(self, section: str | None) -> bool:
         return section is not None and self.params.stepwise_context
@@ -224,7 +233,7 @@ class Teacher:
             if text is None:
                 draft.error = result.error or "empty_content"
             else:
-                parsed = parse_sections(text)
+                parsed = parse_sections(essay_from_json(text))
                 if parsed.reasoning:
                     draft.reasoning = "\n\n".join(
                         p for p in (draft.reasoning, parsed.reasoning) if p

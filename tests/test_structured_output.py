@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from chartdistill.essay.sections import SECTIONS
+from chartdistill.essay.structured import essay_from_json, essay_response_format
+from chartdistill.essay.text import parse_sections
 from chartdistill.evaluation.judge import JudgeParams, judge_pairs, verdict_response_format
 from chartdistill.llm.batch import batch_input
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.openai_backend import OpenAIBackend
 from chartdistill.llm.types import ChatRequest, LLMParams
+from harness.fake_teacher import _table, _user_text, paragraphs, teacher_reply
 from harness.stub_server import StubServer
 from tests.test_judge import BASELINE, FINETUNED, PROMPTS, chart, prefers_figures
+from tests.test_teacher import _charts, _params, _run
 
 FORMAT = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
 
@@ -80,3 +85,41 @@ def test_judge_asks_a_server_for_the_verdict_schema(stub: StubServer, tmp_path: 
     assert formats == {json.dumps(verdict_response_format())}
     schema = verdict_response_format()["json_schema"]["schema"]
     assert schema["properties"]["winner"]["enum"] == ["A", "B", "tie"]
+
+
+def json_essay(body: dict) -> str:
+    """The fake teacher's essay as the schema's JSON object when the request asks for it."""
+    if "response_format" not in body:
+        return teacher_reply(body)
+    sections = paragraphs(*_table(_user_text(body)))
+    return json.dumps({"analysis": "The first row is the largest.", **sections})
+
+
+def test_essay_json_becomes_the_marked_text_parse_sections_reads() -> None:
+    sections = {name: f"The {name} paragraph." for name in SECTIONS}
+    parsed = parse_sections(essay_from_json(json.dumps({"analysis": "plan", **sections})))
+    assert parsed.sections == sections and parsed.reasoning == "plan"
+    assert essay_from_json("Introduction:\nText") == "Introduction:\nText"  # not JSON
+    assert essay_from_json('{"introduction": 1}') == '{"introduction": 1}'  # not the schema
+    schema = essay_response_format()["json_schema"]["schema"]
+    assert schema["required"] == ["analysis", *SECTIONS]
+
+
+@pytest.mark.parametrize("rejects", [False, True], ids=["supported", "rejected"])
+def test_single_mode_essays_through_the_schema_or_the_fallback(
+    tmp_path: Path, rejects: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with StubServer(reply=json_essay) as stub:
+        stub.reject_response_format = rejects
+        params = _params(stub, mode="single", max_tokens=700, structured_output=True)
+        essays, _ = _run(stub, params, _charts(2), tmp_path)
+        sent = [r for r in stub.chat_requests if "response_format" in r.body]
+    assert [e.status for e in essays] == ["accepted", "accepted"], [e.reasons for e in essays]
+    assert all(set(e.sections or {}) == set(SECTIONS) for e in essays)
+    if rejects:  # asked with the schema once, then without it for the rest of the run
+        assert caplog.text.count("rejected response_format") == 1
+        assert len(stub.chat_requests) >= 3
+    else:
+        assert len(sent) == len(stub.chat_requests) == 2
+        assert all(e.reasoning == "The first row is the largest." for e in essays)
+        assert sent[0].body["response_format"] == essay_response_format()
