@@ -7,7 +7,8 @@
         stub.max_in_flight # most chat completions being served at once
 
 Endpoints: POST /v1/chat/completions (non-streaming) and GET /v1/models.
-`stub.reject_response_format = True` answers 400 to a chat request carrying response_format.
+`stub.reject_response_format = True` answers 400 to a chat request (or a batch line) carrying
+response_format.
 Faults (one per chat completion request, taken from the plan in arrival order):
     "429"        status 429 with Retry-After (Fault.retry_after_s, default 1 s)
     "500"        status 500 with an OpenAI-style error body
@@ -628,6 +629,9 @@ class StubServer:
         if fail:
             error = {"message": "injected item failure", "type": "server_error", "code": "500"}
             return {"status_code": 500, "body": {"error": error}}
+        if self.reject_response_format and "response_format" in body:
+            error = {"message": "response_format is not supported", "type": "invalid_request"}
+            return {"status_code": 400, "body": {"error": error}}
         try:
             answer = self.reply(body)
         except Exception as exc:  # a reply function that refuses (poisoned): that item fails

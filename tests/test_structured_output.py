@@ -15,6 +15,7 @@ from chartdistill.essay.text import parse_sections
 from chartdistill.evaluation.judge import JudgeParams, judge_pairs, verdict_response_format
 from chartdistill.llm.batch import batch_input
 from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.factory import make_backend
 from chartdistill.llm.openai_backend import OpenAIBackend
 from chartdistill.llm.types import ChatRequest, LLMParams
 from harness.fake_teacher import _table, _user_text, paragraphs, teacher_reply
@@ -123,3 +124,18 @@ def test_single_mode_essays_through_the_schema_or_the_fallback(
         assert len(sent) == len(stub.chat_requests) == 2
         assert all(e.reasoning == "The first row is the largest." for e in essays)
         assert sent[0].body["response_format"] == essay_response_format()
+
+
+def test_a_batch_endpoint_that_rejects_it_gets_the_items_again_without(
+    stub: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.reject_response_format = True
+    params = LLMParams(base_url=stub.base_url, model="stub", batch=True, batch_poll_interval_s=0.01)
+    client = CachedClient(make_backend(params), ResponseCache(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        results = client.complete_all([request(i) for i in range(3)] + [request(9, None)], "t")
+    assert all(r.ok for r in results)
+    first, second = stub.batches.values()
+    assert sum("response_format" in item["body"] for item in first.items) == 3
+    assert len(second.items) == 3 and all("response_format" not in i["body"] for i in second.items)
+    assert caplog.text.count("rejected response_format") == 1

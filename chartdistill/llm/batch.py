@@ -40,6 +40,7 @@ from openai.types.chat import ChatCompletion
 
 from chartdistill.io import atomic_write_text
 from chartdistill.llm.openai_backend import (
+    REJECTED_FORMAT_STATUS,
     _Attempt,
     _parse_completion,
     attempt_result,
@@ -86,6 +87,7 @@ class BatchState:
     keys: list[str]
     input_file_id: str
     submission: int = 1  # 2, 3: the items again after an expired or cancelled batch
+    structured: bool = True  # its lines carry their requests' response_format
     batch_id: str | None = None
     status: str = "uploaded"
     submitted_at: float = field(default_factory=time.time)
@@ -126,13 +128,14 @@ def job_id(keys: list[str], submission: int) -> str:
     return f"batch-{digest[:24]}"
 
 
-def batch_line(model: str, key: str, request: ChatRequest) -> bytes:
-    """One line of a JSONL input file: a chat completion request, custom_id = cache key."""
+def batch_line(model: str, key: str, request: ChatRequest, structured: bool = True) -> bytes:
+    """One line of a JSONL input file: a chat completion request, custom_id = cache key
+    (`structured=False`: without its response_format)."""
     line = {
         "custom_id": key,
         "method": "POST",
         "url": ENDPOINT,
-        "body": request_body(model, request),
+        "body": request_body(model, request, structured),
     }
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
@@ -226,6 +229,7 @@ class OpenAIBatchBackend:
         self.model_id = params.model
         self.store = BatchStore(state_dir) if state_dir is not None else None
         self._sleep = sleep
+        self.structured = True  # False once the server rejected a response_format
 
     def use_state_dir(self, path: Path) -> None:
         """Where batch ids are kept (CachedClient: `<cache>/batches`, kept across reruns)."""
@@ -405,7 +409,7 @@ class _BatchRun:
             self.deliver(key, ChatResult(text=None, error="batch_expired"))
         model = self.backend.model_id
         lines = [
-            (k, batch_line(model, k, self.requests[self.wanted[k]]))
+            (k, batch_line(model, k, self.requests[self.wanted[k]], self.backend.structured))
             for k in sorted(keys - tried_out)
         ]
         states = []
@@ -424,6 +428,7 @@ class _BatchRun:
                 keys=chunk_keys,
                 input_file_id=upload.id,
                 submission=submission,
+                structured=self.backend.structured,
             )
             self.store.save(state)  # a kill from here on re-uses the upload
             self.create(state)
@@ -452,6 +457,9 @@ class _BatchRun:
             if result is None:
                 self.prior[key] = max(self.prior.get(key, 0), state.submission)
                 continue
+            if self.rejects_format(state, key, result):
+                found[key] = None  # submitted again at once, without response_format
+                continue
             if not result.ok:
                 failed += 1
                 log.warning("item %s: batch %s: %s", key[:12], state.batch_id, result.error)
@@ -465,6 +473,25 @@ class _BatchRun:
             failed,
             unfinished,
         )
+
+    def rejects_format(self, state: BatchState, key: str, result: ChatResult) -> bool:
+        """An item refused with a client error because of its response_format: the server
+        does not take it. Lines go without it for the rest of the run (one warning)."""
+        request = self.requests[self.wanted[key]]
+        status = (result.error or "").split(":")[0]
+        if not state.structured or request.response_format is None:
+            return False
+        if status not in REJECTED_FORMAT_STATUS:
+            return False
+        if self.backend.structured:
+            self.backend.structured = False
+            log.warning(
+                "%s: the batch endpoint rejected response_format (%s); lines go without it "
+                "for the rest of this run",
+                self.backend.model_id,
+                result.error,
+            )
+        return True
 
     def read_results(
         self, state: BatchState, file_id: str, latency_s: float
