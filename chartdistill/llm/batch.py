@@ -277,7 +277,6 @@ class _BatchRun:
         self.on_result = on_result
         self.results: list[ChatResult | None] = [None] * len(requests)
         self.prior: dict[str, int] = {}  # key -> submissions that ended without its result
-        self.start = time.monotonic()
 
     def remaining(self) -> set[str]:
         return {k for k, i in self.wanted.items() if self.results[i] is None}
