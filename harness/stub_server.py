@@ -7,6 +7,8 @@
         stub.max_in_flight # most chat completions being served at once
 
 Endpoints: POST /v1/chat/completions (non-streaming) and GET /v1/models.
+`stub.reject_response_format = True` answers 400 to a chat request (or a batch line) carrying
+response_format.
 Faults (one per chat completion request, taken from the plan in arrival order):
     "429"        status 429 with Retry-After (Fault.retry_after_s, default 1 s)
     "500"        status 500 with an OpenAI-style error body
@@ -32,11 +34,28 @@ A reply function may return a dict instead of a string: {"content": ..., "finish
 "reasoning_content": ...} (any key left out takes its default).
 A plan is an explicit queue (`FaultPlan.queue([...])`, None = healthy) or random
 (`FaultPlan.random(rate=0.3, seed=1)`), and can be swapped at any time (`stub.faults = ...`).
+
+Batch API (OpenAI's, as vLLM and others copy it): POST /v1/files (multipart, purpose batch),
+GET /v1/files/{id}/content, POST /v1/batches, GET /v1/batches[/{id}], POST
+/v1/batches/{id}/cancel. A batch answers each line with the reply function (as a chat request
+would, without the per-request faults) on the first retrieve after creation, unless held.
+Batch faults (`stub.batch_faults`, a BatchFaults; counters are used up as they fire):
+    hold             batches stay `in_progress` while true (set it false to let them finish)
+    upload_failures  the next N uploads answer 500
+    expire_next      the next N batches to finish expire with only the first half of their
+                     items done (the rest in the error file with code batch_expired)
+    item_errors      the next N items fail (error file, status 500)
+    malformed_lines  the next N batches' output files have their first line cut in half
+    fail_next        the next N batches fail validation as a whole (status failed, `errors`)
+`stub.batch_bodies` holds every request body a batch ran; `stub.batches` every batch by id.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
+import itertools
 import json
 import random
 import re
@@ -145,6 +164,57 @@ class FaultPlan:
 
 
 @dataclass
+class BatchFaults:
+    """Fault switches for the Batch API endpoints (see the module docstring)."""
+
+    hold: bool = False
+    upload_failures: int = 0
+    expire_next: int = 0
+    item_errors: int = 0
+    malformed_lines: int = 0
+    fail_next: int = 0
+
+
+@dataclass
+class StubBatch:
+    """A batch as the stub keeps it: its items and the OpenAI batch object fields."""
+
+    id: str
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    items: list[dict[str, Any]]
+    metadata: dict[str, Any] | None = None
+    status: str = "validating"
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    completed: int = 0
+    failed: int = 0
+    errors: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "input_file_id": self.input_file_id,
+            "completion_window": self.completion_window,
+            "status": self.status,
+            "created_at": self.created_at,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "metadata": self.metadata,
+            "errors": {"object": "list", "data": self.errors} if self.errors else None,
+            "request_counts": {
+                "total": len(self.items),
+                "completed": self.completed,
+                "failed": self.failed,
+            },
+        }
+
+
+@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -235,17 +305,88 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         stub = self.server.stub
         stub._record(self, None)
-        if self.path.rstrip("/") == "/v1/models":
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/v1/models":
             model = {"id": stub.model, "object": "model", "created": 0, "owned_by": "stub"}
             self._send_json(200, {"object": "list", "data": [model]})
+        elif match := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
+            data = stub.files.get(match.group(1))
+            if data is None:
+                self._error(404, f"no file {match.group(1)}")
+            else:
+                self._send(200, data, {"Content-Type": "application/octet-stream"})
+        elif path == "/v1/batches":
+            batches = [stub.advance(b).to_dict() for b in reversed(stub.batches.values())]
+            self._send_json(200, {"object": "list", "data": batches, "has_more": False})
+        elif match := re.fullmatch(r"/v1/batches/([\w-]+)", path):
+            batch = stub.batches.get(match.group(1))
+            if batch is None:
+                self._error(404, f"no batch {match.group(1)}")
+            else:
+                self._send_json(200, stub.advance(batch).to_dict())
         else:
             self._error(404, f"no route GET {self.path}")
 
+    def _upload(self, stub: StubServer) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        stub._record(self, {"_bytes": len(raw)})
+        if stub.batch_faults.upload_failures > 0:
+            stub.batch_faults.upload_failures -= 1
+            self._error(500, "injected upload failure")
+            return
+        header = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + raw)
+        fields = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in form.iter_parts()
+        }
+        if fields.get("purpose") != b"batch" or not fields.get("file"):
+            self._error(400, "expected multipart fields 'file' and purpose=batch")
+            return
+        file_id = stub.add_file(fields["file"])
+        self._send_json(
+            200,
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(fields["file"]),
+                "created_at": int(time.time()),
+                "filename": "batch.jsonl",
+                "purpose": "batch",
+                "status": "processed",
+            },
+        )
+
+    def _batches(self, stub: StubServer, path: str, body: Any) -> None:
+        if path == "/v1/batches":
+            batch = stub.create_batch(body)
+            if isinstance(batch, str):
+                self._error(400, batch)
+            else:
+                self._send_json(200, batch.to_dict())
+            return
+        match = re.fullmatch(r"/v1/batches/([\w-]+)/cancel", path)
+        batch = stub.batches.get(match.group(1)) if match else None
+        if batch is None:
+            self._error(404, f"no route POST {self.path}")
+            return
+        if batch.status not in ("completed", "failed", "expired", "cancelled"):
+            stub.finish(batch, done=0, status="cancelled")
+        self._send_json(200, batch.to_dict())
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         stub = self.server.stub
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/v1/files":
+            self._upload(stub)
+            return
         body = self._read_body()
         stub._record(self, body)
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        if path.startswith("/v1/batches"):
+            self._batches(stub, path, body)
+            return
+        if path != "/v1/chat/completions":
             self._error(404, f"no route POST {self.path}")
             return
         stub._enter()
@@ -265,6 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body.get("stream"):
             self._error(400, "the stub does not stream")
+            return
+        if stub.reject_response_format and "response_format" in body:
+            self._error(400, "response_format is not supported")  # as transformers serve
             return
         fault = stub.faults.next()
         if stub.latency_s:
@@ -321,6 +465,12 @@ class StubServer:
         self.errors: list[str] = []  # exceptions raised by the reply function or the handler
         self.in_flight = 0
         self.max_in_flight = 0
+        self.batch_faults = BatchFaults()
+        self.reject_response_format = False  # True: 400 for a request with response_format
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, StubBatch] = {}
+        self.batch_bodies: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -387,6 +537,107 @@ class StubServer:
     def _leave(self) -> None:
         with self._lock:
             self.in_flight -= 1
+
+    @property
+    def batch_creates(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST" and r.path == "/v1/batches"]
+
+    # -- Batch API ----------------------------------------------------------------------------
+
+    def add_file(self, data: bytes) -> str:
+        with self._lock:
+            file_id = f"file-stub{next(self._ids)}"
+            self.files[file_id] = data
+        return file_id
+
+    def create_batch(self, body: Any) -> StubBatch | str:
+        """A new batch from an uploaded file, or the reason it is refused."""
+        if not isinstance(body, dict) or body.get("input_file_id") not in self.files:
+            return f"unknown input_file_id in {body!r:.200}"
+        if body.get("endpoint") != "/v1/chat/completions":
+            return f"endpoint {body.get('endpoint')!r} is not supported"
+        try:
+            lines = self.files[body["input_file_id"]].decode().splitlines()
+            items = [json.loads(line) for line in lines if line.strip()]
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"input file is not JSONL: {exc}"
+        with self._lock:
+            batch = StubBatch(
+                id=f"batch_stub{next(self._ids)}",
+                input_file_id=body["input_file_id"],
+                endpoint=body["endpoint"],
+                completion_window=str(body.get("completion_window")),
+                items=items,
+                metadata=body.get("metadata"),
+            )
+            self.batches[batch.id] = batch
+        return batch
+
+    def advance(self, batch: StubBatch) -> StubBatch:
+        """On a retrieve: a held batch is in progress; else it finishes (faults applied)."""
+        with self._lock:
+            if batch.status not in ("validating", "in_progress"):
+                return batch
+            if self.batch_faults.hold:
+                batch.status = "in_progress"
+                return batch
+            if self.batch_faults.fail_next > 0:
+                self.batch_faults.fail_next -= 1
+                batch.status = "failed"
+                batch.errors = [{"code": "invalid_request", "message": "injected: bad input"}]
+                return batch
+            expire = self.batch_faults.expire_next > 0
+            self.batch_faults.expire_next -= expire
+        done = len(batch.items) // 2 if expire else len(batch.items)
+        return self.finish(batch, done, "expired" if expire else "completed")
+
+    def finish(self, batch: StubBatch, done: int, status: str) -> StubBatch:
+        """Answer the first `done` items; the rest end in the error file as unfinished."""
+        output, errors = [], []
+        for number, item in enumerate(batch.items):
+            line: dict[str, Any] = {"id": f"batch_req_{number}", "custom_id": item["custom_id"]}
+            if number >= done:
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                errors.append({**line, "response": None, "error": {"code": code, "message": ""}})
+                continue
+            with self._lock:
+                fail = self.batch_faults.item_errors > 0
+                self.batch_faults.item_errors -= fail
+            response = self._batch_item(item["body"], fail)
+            (output if response["status_code"] == 200 else errors).append(
+                {**line, "response": response, "error": None}
+            )
+        texts = [json.dumps(line) for line in output]
+        with self._lock:
+            if texts and self.batch_faults.malformed_lines > 0:
+                self.batch_faults.malformed_lines -= 1
+                texts[0] = texts[0][: len(texts[0]) // 2]
+        batch.completed = len(output)
+        batch.failed = sum(1 for e in errors if e["response"] is not None)
+        batch.output_file_id = self.add_file("".join(t + "\n" for t in texts).encode())
+        if errors:
+            batch.error_file_id = self.add_file(
+                "".join(json.dumps(e) + "\n" for e in errors).encode()
+            )
+        batch.status = status
+        return batch
+
+    def _batch_item(self, body: dict[str, Any], fail: bool) -> dict[str, Any]:
+        with self._lock:
+            self.batch_bodies.append(body)
+        if fail:
+            error = {"message": "injected item failure", "type": "server_error", "code": "500"}
+            return {"status_code": 500, "body": {"error": error}}
+        if self.reject_response_format and "response_format" in body:
+            error = {"message": "response_format is not supported", "type": "invalid_request"}
+            return {"status_code": 400, "body": {"error": error}}
+        try:
+            answer = self.reply(body)
+        except Exception as exc:  # a reply function that refuses (poisoned): that item fails
+            error = {"message": f"stub reply failed: {exc!r}", "type": "stub_error"}
+            return {"status_code": 500, "body": {"error": error}}
+        return {"status_code": 200, "body": self.completion(body, answer)}
 
     # -- responses ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from chartdistill.evaluation.summary import (
 )
 from chartdistill.io import read_json, write_csv, write_json, write_jsonl
 from chartdistill.llm.cache import CachedClient, ResponseCache
+from chartdistill.llm.cost import cost_summary
 from stages.common import run, setup
 
 log = logging.getLogger("stages.judge")
@@ -95,6 +96,7 @@ def main() -> None:
     summary["without_reference"] = sum(not text for text in inputs.references.values())
     summary["judge_dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; a server: None
     summary["judge_tokens"] = client.stats.token_counts()  # prompt vs prefilled, generated
+    summary["judge_cost"] = cost_summary(client.stats, params.prices)  # batch beside live
     write_jsonl(paths.judgements / f"{variant}.jsonl", (j.to_dict() for j in judgements))
     write_json(paths.metrics / f"eval_{variant}.json", summary)
     write_csv(paths.plots / f"eval_{variant}.csv", win_rate_plot_rows(summary), PLOT_FIELDS)

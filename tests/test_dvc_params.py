@@ -26,13 +26,16 @@ def test_operational_knobs_rerun_nothing_output_knobs_rerun_teach(tiny_project: 
         tiny_project.run("dvc", "repro", "teach")
     assert _stale(tiny_project, "teach") == {}
 
-    # concurrency, timeouts, retries, prices: they cannot change an essay
+    # concurrency, timeouts, retries, prices, the Batch API: they cannot change an essay
+    # (a batch answers the same requests, under the same cache keys)
+    batch = {"batch": True, "batch_wait": False, "batch_poll_interval_s": 5}
     tiny_project.set_params(
         {
             "teacher": {
-                "llm": {"concurrency": 3, "timeout_s": 7, "max_retries": 1},
-                "prices": {"input_per_mtok": 1.5},
-            }
+                "llm": {"concurrency": 3, "timeout_s": 7, "max_retries": 1, **batch},
+                "prices": {"input_per_mtok": 1.5, "batch_discount": 0.4},
+            },
+            "judge": {"llm": batch, "prices": {"output_per_mtok": 2.0}},
         }
     )
     assert _stale(tiny_project, "teach") == {}

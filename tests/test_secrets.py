@@ -32,21 +32,26 @@ def files_holding(root: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
-def test_api_key_reaches_the_server_but_no_file(tiny_project: Project) -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["live", "batch"])
+def test_api_key_reaches_the_server_but_no_file(tiny_project: Project, batch: bool) -> None:
     sentinel = f"sk-sentinel-{secrets.token_hex(16)}"
     tiny_project.env[KEY_ENV] = sentinel
     with StubServer(reply=reply) as stub:
         llm = {"base_url": stub.base_url, "model": "stub", "api_key_env": KEY_ENV}
+        if batch:  # uploads, batches and result files: the Batch API path
+            llm.update(batch=True, batch_poll_interval_s=0.05)
         tiny_project.set_params(
             {"teacher": {"llm": llm, "mode": "stepwise"}, "judge": {"llm": llm}}
         )
         tiny_project.commit("teacher and judge on the stub, key from the environment")
         tiny_project.run("dvc", "repro")
         tiny_project.commit("results")  # git objects are files under the repo too
-        seen = stub.chat_requests
+        bodies = stub.batch_bodies if batch else [r.body for r in stub.chat_requests]
+        seen = stub.requests
+        assert bool(stub.batch_creates) == batch and bool(stub.chat_requests) != batch
 
-    judge_calls = [r for r in seen if "<essay_a>" in str(r.body["messages"])]
-    assert len(seen) > len(judge_calls) > 0  # the teacher and the judge both called
+    judge_calls = [b for b in bodies if "<essay_a>" in str(b["messages"])]
+    assert len(bodies) > len(judge_calls) > 0  # the teacher and the judge both called
     assert {r.headers.get("authorization") for r in seen} == {f"Bearer {sentinel}"}
 
     root = tiny_project.root

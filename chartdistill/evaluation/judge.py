@@ -40,6 +40,7 @@ from chartdistill.evaluation.known_answer import (
     KnownAnswerPair,
 )
 from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.cost import PriceTable
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.types import (
     ChatBackend,
@@ -115,6 +116,10 @@ class JudgeParams(Section):
     verdict: Literal["auto", "reply"] = "auto"
     logprobs: int = Field(default=0, ge=0, le=20)  # a server's top alternatives per token
     known_answer: KnownAnswerParams = KnownAnswerParams()
+    prices: PriceTable = PriceTable()  # for judge_cost in metrics/eval_*.json
+    # A server is asked for the verdict as a JSON schema (response_format); one that rejects
+    # it is asked without, once per run, and its reply parsed as before.
+    structured_output: bool = False
 
 
 @dataclass
@@ -433,6 +438,35 @@ def _require(mapping: dict[str, str], chart_id: str, what: str) -> str:
     return mapping[chart_id]
 
 
+def verdict_response_format() -> dict[str, Any]:
+    """The verdict object of prompts/judge.md as an OpenAI `json_schema` response format."""
+    bands = {
+        "type": "object",
+        "properties": {name: {"type": "integer"} for name in CRITERIA},
+        "required": list(CRITERIA),
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "winner": {"type": "string", "enum": list(LETTERS)},
+            "bands": {
+                "type": "object",
+                "properties": {"A": bands, "B": bands},
+                "required": ["A", "B"],
+                "additionalProperties": False,
+            },
+            "reason": {"type": "string"},
+        },
+        "required": ["winner", "bands", "reason"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "judge_verdict", "strict": True, "schema": schema},
+    }
+
+
 def judge_pairs(
     charts: list[ChartRecord],
     references: dict[str, str],
@@ -458,6 +492,8 @@ def judge_pairs(
     # (the chart and the reference) once.
     batch: list[OrderVerdict] = []
     requests: list[ChatRequest] = []
+    structured = params.structured_output and params.llm.base_url is not None
+    response_format = verdict_response_format() if structured else None
     for order in (1, 2):
         for index, chart in enumerate(charts):
             if order not in _orders_for(index, params):
@@ -484,6 +520,7 @@ def judge_pairs(
                     temperature=params.temperature,
                     seed=params.seed,
                     top_logprobs=params.logprobs or None,
+                    response_format=response_format,
                 )
             )
     if requests:

@@ -36,6 +36,7 @@ from chartdistill.llm.types import (
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+BATCH_STATE_DIR = "batches"  # <cache root>/batches/: a Batch API backend's open batches
 
 
 _RESULT_FIELDS = (
@@ -143,6 +144,9 @@ class ClientStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens a backend served from a computed prefix
+    # Of the fresh tokens, those of requests sent through a Batch API (billed at its price).
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
     def token_counts(self) -> dict[str, int]:
@@ -165,6 +169,10 @@ class CachedClient:
         self.cache = cache
         self.stats = ClientStats()
         self.deterministic = bool(getattr(backend, "deterministic", False))
+        self.batch = bool(getattr(backend, "batch", False))
+        if hasattr(backend, "use_state_dir"):
+            # A Batch API backend keeps its batch ids here: kept with the cache across reruns.
+            backend.use_state_dir(cache.root / BATCH_STATE_DIR)
 
     @property
     def model_id(self) -> str:
@@ -239,6 +247,9 @@ class CachedClient:
         self.stats.prompt_tokens += result.prompt_tokens
         self.stats.completion_tokens += result.completion_tokens
         self.stats.cached_tokens += result.cached_tokens
+        if self.batch:
+            self.stats.batch_prompt_tokens += result.prompt_tokens
+            self.stats.batch_completion_tokens += result.completion_tokens
         if not result.ok:
             reason = result.error or "empty_content"
             self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1

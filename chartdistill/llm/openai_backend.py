@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_BAD_RESPONSE_RETRIES = 2  # malformed / empty responses: retried at most this many times
 MAX_RETRY_AFTER_S = 600.0  # a server asking for longer than this is capped (and logged)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# How a server that does not take `response_format` answers a request carrying it.
+REJECTED_FORMAT_STATUS = frozenset({"http_400", "http_422", "http_501"})
 # Reasoning a server leaves in the content: leading <think>/<thinking>/<reasoning> blocks, or
 # a bare closing tag when the chat template opened the block in the prompt.
 _THINK_BLOCK = re.compile(r"^\s*<(think|thinking|reasoning)>(.*?)</\1\s*>", re.DOTALL | re.I)
@@ -63,6 +65,7 @@ class _Attempt:
     retryable: bool = False
     retry_after_s: float | None = None
     detail: str = ""
+    format_sent: bool = False  # the request carried its response_format
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -179,6 +182,41 @@ def _token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
     return out
 
 
+def request_body(model: str, request: ChatRequest, structured: bool = True) -> dict[str, Any]:
+    """The /v1/chat/completions body of a request (live calls and Batch API lines alike);
+    `structured=False` leaves out its response_format (a server that rejected it)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.top_logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = request.top_logprobs
+    if request.response_format is not None and structured:
+        body["response_format"] = request.response_format
+    return body
+
+
+def attempt_result(attempt: _Attempt, tries: int, latency_s: float) -> ChatResult:
+    """A ChatResult from a parsed attempt (a failure keeps what text came back)."""
+    return ChatResult(
+        text=attempt.text,
+        prompt_tokens=attempt.prompt_tokens,
+        completion_tokens=attempt.completion_tokens,
+        latency_s=latency_s,
+        finish_reason=attempt.finish_reason,
+        error=attempt.error,
+        tries=tries,
+        reasoning=attempt.reasoning,
+        logprobs=attempt.logprobs if attempt.error is None else None,
+    )
+
+
 def _classify(exc: Exception) -> _Attempt:
     """Map an exception from one attempt to an error name and whether to retry."""
     if isinstance(exc, openai.APITimeoutError):
@@ -215,6 +253,7 @@ class OpenAIBackend:
         self.params = params
         self.model_id = params.model
         self._rng = random.Random()  # backoff jitter only
+        self.structured = True  # False once the server rejected a response_format
 
     def _api_key(self) -> str:
         return os.environ.get(self.params.api_key_env) or "not-needed"
@@ -271,17 +310,9 @@ class OpenAIBackend:
             tries += 1
             attempt = await self._attempt(client, request)
             if attempt.error is None:
-                return ChatResult(
-                    text=attempt.text,
-                    prompt_tokens=attempt.prompt_tokens,
-                    completion_tokens=attempt.completion_tokens,
-                    latency_s=time.perf_counter() - start,
-                    finish_reason=attempt.finish_reason,
-                    error=None,
-                    tries=tries,
-                    reasoning=attempt.reasoning,
-                    logprobs=attempt.logprobs,
-                )
+                return attempt_result(attempt, tries, time.perf_counter() - start)
+            if self._rejects_format(request, attempt):
+                continue  # the same request at once without response_format (not a retry)
             bad = attempt.error in ("malformed_response", "empty_content")
             bad_responses += bad
             give_up = (
@@ -297,19 +328,28 @@ class OpenAIBackend:
                     attempt.error,
                     attempt.detail,
                 )
-                return ChatResult(
-                    text=attempt.text,  # a truncated or filtered reply keeps what came back
-                    prompt_tokens=attempt.prompt_tokens,
-                    completion_tokens=attempt.completion_tokens,
-                    latency_s=time.perf_counter() - start,
-                    finish_reason=attempt.finish_reason,
-                    error=attempt.error,
-                    tries=tries,
-                    reasoning=attempt.reasoning,
-                )
+                # a truncated or filtered reply keeps what came back
+                return attempt_result(attempt, tries, time.perf_counter() - start)
             delay = self._delay(tries, attempt)
             log.debug("%s: %s, retry %d in %.2fs", self.model_id, attempt.error, tries, delay)
             await asyncio.sleep(delay)
+
+    def _rejects_format(self, request: ChatRequest, attempt: _Attempt) -> bool:
+        """A client error on a request with response_format: the server does not take it
+        (`transformers serve` does not). Fall back to parsing replies for the rest of the run,
+        with one warning."""
+        if not attempt.format_sent or attempt.error not in REJECTED_FORMAT_STATUS:
+            return False
+        if self.structured:  # requests in flight may fail the same way: one warning
+            self.structured = False
+            log.warning(
+                "%s: the server rejected response_format (%s %s); replies are parsed without "
+                "it for the rest of this run",
+                self.model_id,
+                attempt.error,
+                attempt.detail[:200],
+            )
+        return True
 
     def _delay(self, retry: int, attempt: _Attempt) -> float:
         if attempt.retry_after_s is not None:
@@ -324,22 +364,14 @@ class OpenAIBackend:
         return backoff_delay(retry, p.backoff_base_s, p.backoff_max_s, self._rng)
 
     async def _attempt(self, client: openai.AsyncOpenAI, request: ChatRequest) -> _Attempt:
-        kwargs: dict[str, Any] = {
-            "model": self.params.model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-        }
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.top_logprobs is not None:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = request.top_logprobs
+        body = request_body(self.params.model, request, self.structured)
         try:
-            completion = await client.chat.completions.create(**kwargs)
+            completion = await client.chat.completions.create(**body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified result
-            return _classify(exc)
-        return _parse_completion(completion)
+            attempt = _classify(exc)
+        else:
+            attempt = _parse_completion(completion)
+        attempt.format_sent = "response_format" in body
+        return attempt

@@ -61,6 +61,13 @@ class LLMParams(Section):
     max_retries: int = Field(default=5, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    # The provider's Batch API (/v1/files + /v1/batches; chartdistill.llm.batch): half the
+    # price, minutes to hours of wait. The batch ids live beside the response cache, so a
+    # stopped stage resumes polling the same batch on the next run.
+    batch: bool = False
+    batch_wait: bool = True  # false: submit (or check), then exit non-zero: "rerun to collect"
+    batch_completion_window: str = "24h"
+    batch_poll_interval_s: float = Field(default=30.0, gt=0)
     embedded: EmbeddedParams = EmbeddedParams()
 
     @field_validator("api_key_env")
@@ -88,6 +95,10 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     top_logprobs: int | None = None  # a server's top alternatives per generated token (0-20)
+    # OpenAI `response_format` (e.g. a JSON schema) for a server that supports it; one that
+    # rejects it gets the request without it (OpenAIBackend: once per run, with a warning).
+    # Backends without constrained output (embedded) ignore it: the reply is parsed as before.
+    response_format: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -105,10 +116,12 @@ class ChatRequest:
             raise ValueError(f"ChatRequest: top_p must be in (0, 1], got {self.top_p}")
         if self.top_logprobs is not None and not 0 <= self.top_logprobs <= 20:
             raise ValueError(f"ChatRequest: top_logprobs must be in 0-20, got {self.top_logprobs}")
+        if self.response_format is not None and "type" not in self.response_format:
+            raise ValueError("ChatRequest: response_format needs a 'type'")
 
     def sampling(self) -> dict[str, Any]:
-        """The fields besides the messages that shape the answer (`top_logprobs` only when
-        asked for, so other requests keep their cache keys)."""
+        """The fields besides the messages that shape the answer (`top_logprobs` and
+        `response_format` only when asked for, so other requests keep their cache keys)."""
         fields: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -117,6 +130,8 @@ class ChatRequest:
         }
         if self.top_logprobs is not None:
             fields["top_logprobs"] = self.top_logprobs
+        if self.response_format is not None:
+            fields["response_format"] = self.response_format
         return fields
 
     def cache_key(self, model: str) -> str:

@@ -31,6 +31,7 @@ from pydantic import Field
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord, EssayRecord
 from chartdistill.essay.sections import MARKERS, SECTIONS
+from chartdistill.essay.structured import essay_from_json, essay_response_format
 from chartdistill.essay.text import (
     LENIENT_BOUNDS,
     REASON_CODES,
@@ -44,6 +45,7 @@ from chartdistill.essay.text import (
     verify_essay,
 )
 from chartdistill.llm.cache import CachedClient
+from chartdistill.llm.cost import PriceTable, cost_summary
 from chartdistill.llm.types import ChatRequest, ChatResult, LLMParams
 from chartdistill.prompts.render import image_data_url
 from chartdistill.teacher.figures import pattern_shares, teacher_figures
@@ -52,13 +54,6 @@ from chartdistill.teacher.reference import WRITER_ID, reference_essay
 from chartdistill.teacher.repair import ORIGINS, Repairable, repair_sentences
 
 log = logging.getLogger(__name__)
-
-
-class PriceTable(Section):
-    """USD per million tokens, for the cost estimate in metrics/teacher.json."""
-
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
 
 
 class TeacherParams(Section):
@@ -81,6 +76,9 @@ class TeacherParams(Section):
     stepwise_context: bool = False
     vision: bool = False  # also send the chart image (multimodal teachers only)
     fact_sheet: bool = True  # give the chart's key facts (prompts/facts.md) with its table
+    # Single mode, a server: ask for the essay as a JSON schema (response_format); a server
+    # that rejects it is asked without, once per run, and the reply parsed as before.
+    structured_output: bool = False
     # false: held-out test charts (charts.test_counts) get no essay; the judge compares the
     # students on the chart's data alone.
     test_references: bool = False
@@ -235,7 +233,12 @@ class Teacher:
             temperature=p.temperature if attempt == 1 else p.retry_temperature,
             top_p=p.top_p,
             seed=p.seed + attempt - 1,
+            response_format=essay_response_format() if self._structured() else None,
         )
+
+    def _structured(self) -> bool:
+        p = self.params
+        return p.structured_output and p.mode == "single" and p.llm.base_url is not None
 
     def _context(self, section: str | None) -> bool:
         return section is not None and self.params.stepwise_context
@@ -281,7 +284,7 @@ class Teacher:
             if text is None:
                 draft.error = result.error or "empty_content"
             else:
-                parsed = parse_sections(text)
+                parsed = parse_sections(essay_from_json(text))
                 if parsed.reasoning:
                     draft.reasoning = "\n\n".join(
                         p for p in (draft.reasoning, parsed.reasoning) if p
@@ -408,17 +411,13 @@ def teacher_metrics(
     if client is None:
         return {**metrics, "requests": 0, "cache_hits": 0, "cost_usd": 0.0}
     stats = client.stats
-    cost = (
-        stats.prompt_tokens * prices.input_per_mtok
-        + stats.completion_tokens * prices.output_per_mtok
-    ) / 1e6
     return {
         **metrics,
         "request_errors": dict(sorted(stats.errors.items())),
         "requests": stats.requests_sent,
         "cache_hits": stats.cache_hits,
         **stats.token_counts(),  # prompt vs actually prefilled (prefix reuse), generated
-        "cost_usd": round(cost, 6),
+        **cost_summary(stats, prices),  # batch price beside the live price of the same tokens
     }
 
 
