@@ -16,9 +16,7 @@ import pytest
 import yaml
 
 from chartdistill import plots_template as pt
-from harness.fake_teacher import reply
-from harness.stub_server import StubServer
-from tests.conftest import ROOT, TINY_PROFILE, Project, copy_project, point_llms_at
+from tests.conftest import ROOT, Project, copy_project
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -218,19 +216,14 @@ def _declared_plots(project: Project) -> list[str]:
 
 @pytest.mark.slow
 @needs_chromium
-def test_pipeline_plots_draw_offline(tmp_path: Path) -> None:
+def test_pipeline_plots_draw_offline(tiny_run: Project, tmp_path: Path) -> None:
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = spec.get("stages", {}).values()
     has_plots = bool(spec.get("plots")) or any(
         stage.get("plots") or (stage.get("do") or {}).get("plots") for stage in stages
     )
     assert has_plots, "dvc.yaml declares no plots"
-    project = copy_project(tmp_path / "repo")
-    project.set_params(TINY_PROFILE)
-    with StubServer(reply=reply) as stub:
-        point_llms_at(project, stub)
-        project.commit("tiny profile on the stub")
-        project.run("dvc", "repro")
+    project = tiny_run  # the session's finished tiny run
     assert _declared_plots(project), "dvc.yaml declares plots but `dvc plots show` has none"
     project.run("dvc", "plots", "show")
     ids, dom = _drawn(project.root / "dvc_plots/index.html", tmp_path / "profile")

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from harness.fake_teacher import reply
 from harness.stub_server import StubServer
-from tests.conftest import Project, point_llms_at
+from tests.conftest import Project
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +28,6 @@ CREDENTIALS = {
 }
 # Stage outputs that every version of the pipeline has; later stages are checked when present.
 EXPECTED_OUTS = {"data/charts", "data/teacher_cache", "data/essays", "data/datasets"}
-
-
-@pytest.fixture
-def stub() -> Iterator[StubServer]:
-    with StubServer(reply=reply) as server:
-        yield server
 
 
 @pytest.fixture
@@ -106,15 +99,15 @@ def _missing_from_remote(client: Any, outs: dict[str, str]) -> list[str]:
 
 
 def test_push_then_pull_into_a_fresh_clone_reruns_nothing(
-    tiny_project: Project, stub: StubServer, s3: tuple[str, Any], tmp_path: Path
+    tiny_run: Project, session_stub: StubServer, s3: tuple[str, Any], tmp_path: Path
 ) -> None:
     url, client = s3
-    point_llms_at(tiny_project, stub)
+    tiny_project, stub = tiny_run, session_stub  # a copy of the session's finished tiny run
     _with_remote(tiny_project, url)
     config = (tiny_project.root / ".dvc/config").read_text()
     assert url in config and "secret" not in config.lower() and "access_key" not in config
     tiny_project.run("dvc", "repro")
-    tiny_project.commit("pipeline run, remote configured")
+    tiny_project.commit("remote configured")
     sent = len(stub.chat_requests)
     assert sent > 0
 

@@ -36,7 +36,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 class ChartsParams(Section):
     source: Literal["synthetic", "chart2text"] = "synthetic"
     seed: int = 1234
-    counts: dict[ChartType, int] = {"bar": 8, "line": 8, "pie": 6, "table": 6}
+    counts: dict[ChartType, int] = {"bar": 12, "line": 12, "pie": 10, "table": 10}
     # Held-out test charts (split: test) on top of `counts` (synthetic source only).
     test_counts: dict[ChartType, int] = {"bar": 6, "line": 6, "pie": 6, "table": 6}
     width: int = 448
