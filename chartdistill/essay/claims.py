@@ -554,26 +554,26 @@ def _comparisons(table: _Table, s: _Sentence) -> Iterator[Claim]:
             yield Claim("overtaking", s.text, ok, "" if ok else f"{match.group()} does not hold")
 
 
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "no",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
+# Small counts in words ("four of the six"): the writers use them so a count is never read as a
+# chart figure, and the comparison counts read them back.
+COUNT_WORDS: tuple[str, ...] = tuple(
+    [
+        "no",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+    ]
+)
+_NUMBER_WORDS = {w: i for i, w in enumerate(COUNT_WORDS)}
 _COUNTED = re.compile(
     r"\s*in\s+(?P<n>no|none|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+)"
     r"\s+of\s+the\s+(?P<m>\w+)\b",

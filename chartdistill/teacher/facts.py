@@ -20,11 +20,11 @@ Per chart type:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 from chartdistill.data.records import ChartRecord
+from chartdistill.essay.claims import COUNT_WORDS
 
 _CURRENCY = "$£€¥"
 _YEARISH = re.compile(r"^\s*(1[89]|20)\d\d\s*$")
@@ -117,26 +117,9 @@ def ratio_words(big: float, small: float) -> str | None:
     return f"about {word} times"
 
 
-_COUNTS = [
-    "no",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-]
-
-
 def count_words(n: int) -> str:
     """Small counts in words ("four of the six"), so they are never read as chart figures."""
-    return _COUNTS[n] if 0 <= n < len(_COUNTS) else str(n)
+    return COUNT_WORDS[n] if 0 <= n < len(COUNT_WORDS) else str(n)
 
 
 def join_words(items: list[str]) -> str:
@@ -358,20 +341,29 @@ def _line_facts(chart: ChartRecord, style: Style) -> list[str]:
 
 def _crossings(chart: ChartRecord) -> list[str]:
     """`A overtook B between 2008 and 2010` for every sign change between two series."""
-    out: list[str] = []
     names = chart.series
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            previous: tuple[str, float] | None = None
-            for row in chart.rows:
-                a, b = row[i + 1], row[j + 1]
-                if a is None or b is None or a == b:
-                    continue
-                gap = float(a) - float(b)
-                if previous is not None and math.copysign(1, gap) != math.copysign(1, previous[1]):
-                    ahead, behind = (names[i], names[j]) if gap > 0 else (names[j], names[i])
-                    out.append(f"{ahead} overtook {behind} between {previous[0]} and {row[0]}.")
-                previous = (str(row[0]), gap)
+    return [
+        f"{ahead} overtook {names[j] if ahead == names[i] else names[i]} between {a} and {b}."
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+        for a, b, ahead in crossing_points(chart, i, j)
+    ]
+
+
+def crossing_points(chart: ChartRecord, i: int, j: int) -> list[tuple[str, str, str]]:
+    """(label before, label after, the series that moved ahead) where series i and j cross;
+    rows where they are level or a value is missing are skipped."""
+    out = []
+    previous: tuple[str, float] | None = None
+    for row in chart.rows:
+        x, y = row[i + 1], row[j + 1]
+        if x is None or y is None or x == y:
+            continue
+        gap = float(x) - float(y)
+        if previous is not None and (gap > 0) != (previous[1] > 0):
+            ahead = chart.series[i] if gap > 0 else chart.series[j]
+            out.append((previous[0], str(row[0]), ahead))
+        previous = (str(row[0]), gap)
     return out
 
 

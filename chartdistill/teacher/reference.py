@@ -26,6 +26,7 @@ from chartdistill.essay.text import word_count
 from chartdistill.teacher.facts import (
     Style,
     count_words,
+    crossing_points,
     join_words,
     ratio_words,
     relative_change,
@@ -1118,7 +1119,7 @@ class _Writer:
         names = self.chart.series
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
-                for before, after, ahead in _crossing_points(self.chart, i, j):
+                for before, after, ahead in crossing_points(self.chart, i, j):
                     behind = names[j] if ahead == names[i] else names[i]
                     out.append(
                         self.say(
@@ -1140,22 +1141,6 @@ def _pairs(chart: ChartRecord) -> list[tuple[str, float, float]]:
         for r in chart.rows
         if r[1] is not None and r[-1] is not None
     ]
-
-
-def _crossing_points(chart: ChartRecord, i: int, j: int) -> list[tuple[str, str, str]]:
-    """(label before, label after, the series that moved ahead) where series i and j cross."""
-    out = []
-    previous: tuple[str, float] | None = None
-    for row in chart.rows:
-        x, y = row[i + 1], row[j + 1]
-        if x is None or y is None or x == y:
-            continue
-        gap = float(x) - float(y)
-        if previous is not None and (gap > 0) != (previous[1] > 0):
-            ahead = chart.series[i] if gap > 0 else chart.series[j]
-            out.append((previous[0], str(row[0]), ahead))
-        previous = (str(row[0]), gap)
-    return out
 
 
 def _always_top(chart: ChartRecord, by_row: bool) -> str | None:
