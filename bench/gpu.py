@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from bench.real_student_memory import cpu_name
 from chartdistill.student.smolvlm import (
     AUTO_TILES_PRETRAINED,
     END_OF_UTTERANCE,
@@ -432,7 +433,7 @@ def run_model(name: str, plan: Plan, params: dict[str, Any], clock: Clock) -> li
     model = peft_model.merge_and_unload().to(torch.bfloat16).eval()
     model.config.use_cache = True
     for size in plan.generate_batches:
-        row = {**base, "kind": "generate", "batch": size}
+        row = {**base, "kind": "generate", "batch": size, "sequence": len(sample.prompt)}
         rows.append(row)
         if not skipped(row, clock):
             with out_of_memory(row):
@@ -485,7 +486,7 @@ def environment() -> dict[str, Any]:
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {
-        "device": gpu or f"cpu ({platform.processor() or platform.machine()})",
+        "device": gpu or f"cpu ({cpu_name()})",
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "torch": torch.__version__,
