@@ -51,6 +51,9 @@ def test_repro_runs_every_stage_then_does_nothing(tiny_project: Project, stub) -
             (tiny_project.root / f"plots/eval_{variant}.csv").read_text().startswith("chart_type")
         )
         assert (tiny_project.root / "models" / variant / "adapter_config.json").exists()
+        export = _metrics(tiny_project, f"export_{variant}")  # merged, checked on 4 test charts
+        assert export["equal"] and export["check_charts"] == 4 and export["size_bytes"] > 0
+        assert (tiny_project.root / "models" / "export" / variant / "model.safetensors").exists()
 
     sent = len(stub.chat_requests)
     second = tiny_project.run("dvc", "repro")
