@@ -46,6 +46,7 @@ class PathsParams(Section):
     plots: Path
     prompts: Path
     reports: Path
+    exports: Path
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -97,6 +98,7 @@ SECTIONS: dict[str, str] = {
     "evaluation": "chartdistill.evaluation.summary:EvaluationParams",
     "report": "chartdistill.report.build:ReportParams",
     "ocr": "chartdistill.ocr:OcrParams",
+    "export": "chartdistill.student.export:ExportParams",
 }
 
 

@@ -40,6 +40,9 @@ def test_repro_runs_every_stage_then_does_nothing(
         assert evaluation["wins"] + evaluation["ties"] + evaluation["losses"] == 4
         assert (tiny_run.root / f"plots/eval_{variant}.csv").read_text().startswith("chart_type")
         assert (tiny_run.root / "models" / variant / "adapter_config.json").exists()
+        export = _metrics(tiny_run, f"export_{variant}")  # merged, checked on 4 test charts
+        assert export["equal"] and export["check_charts"] == 4 and export["size_bytes"] > 0
+        assert (tiny_run.root / "models" / "export" / variant / "model.safetensors").exists()
 
     sent = len(session_stub.chat_requests)
     second = tiny_run.run("dvc", "repro")

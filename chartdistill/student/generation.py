@@ -40,22 +40,32 @@ class GenerationParams(Section):
         return self
 
 
+def load_adapter_model(
+    base_dir: Path, adapter_dir: Path, dtype: str | torch.dtype = "float32"
+) -> tuple[Any, Any]:
+    """Base student with the LoRA adapter attached (a PeftModel, not merged); the adapter's
+    processor wins when it saved one."""
+    from peft import PeftModel
+    from transformers import AutoProcessor
+
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter_dir}: no LoRA adapter here (adapter_config.json)")
+    model, processor = load_student(base_dir, dtype)
+    model = PeftModel.from_pretrained(model, adapter_dir)
+    if (adapter_dir / "processor_config.json").exists():
+        processor = AutoProcessor.from_pretrained(adapter_dir)
+    model.eval()
+    return model, processor
+
+
 def load_for_inference(
     base_dir: Path, adapter_dir: Path | None = None, dtype: str | torch.dtype = "float32"
 ) -> tuple[Any, Any]:
     """Base student, with the LoRA adapter merged in when given; the adapter's processor wins."""
-    from transformers import AutoProcessor
-
-    model, processor = load_student(base_dir, dtype)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        if not (adapter_dir / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{adapter_dir}: no LoRA adapter here (adapter_config.json)")
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-        if (adapter_dir / "processor_config.json").exists():
-            processor = AutoProcessor.from_pretrained(adapter_dir)
-        model.to(resolve_dtype(dtype))
+    if adapter_dir is None:
+        return load_student(base_dir, dtype)
+    model, processor = load_adapter_model(base_dir, adapter_dir, dtype)
+    model = model.merge_and_unload().to(resolve_dtype(dtype))
     model.eval()
     return model, processor
 

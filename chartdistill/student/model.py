@@ -24,6 +24,19 @@ from pydantic import model_validator
 from chartdistill.bundled import dequantise, gguf_tokenizer
 from chartdistill.config import Section
 from chartdistill.device import resolve_dtype
+from chartdistill.student.smolvlm import (  # noqa: F401  (re-exported: model.IMAGE_TOKEN etc.)
+    AUTO_TILES_OFFLINE,
+    AUTO_TILES_PRETRAINED,
+    CHAT_TEMPLATE,
+    END_OF_UTTERANCE,
+    FAKE_IMAGE_TOKEN,
+    GLOBAL_IMAGE_TOKEN,
+    IMAGE_TOKEN,
+    TINY_SCALE_FACTOR,
+    TINY_TEXT,
+    TINY_VISION,
+    image_tokens,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -33,32 +46,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 TINY = "tiny"
-
-FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
-IMAGE_TOKEN = "<image>"
-END_OF_UTTERANCE = "<end_of_utterance>"
-GLOBAL_IMAGE_TOKEN = "<global-img>"
-MAX_TILES_PER_SIDE = 6  # Idefics3Processor knows <row_i_col_j> for i, j in 1..6
-RESERVED_TOKENS = 88  # SmolVLM's reserved added tokens, between <image> and <end_of_utterance>
-# student.longest_edge "auto": tiles per side of the image budget. One tile for the offline
-# students (their vision tower is random: more tiles cost time and teach nothing); two for a
-# pretrained SmolVLM (a 448x336 chart -> 2x2 tiles + the global image = 5 tiles).
-AUTO_TILES_OFFLINE = 1
-AUTO_TILES_PRETRAINED = 2
 VOCAB_MULTIPLE = 64
-
-# SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct):
-# "User:<image>text<end_of_utterance>" turns, generation prompt "Assistant:".
-# Content may be a string or a list of typed parts.
-CHAT_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
-    "{% if message['content'] is string %}{{ ': ' + message['content'] }}"
-    "{% else %}{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}"
-    "{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
-    "{{ line['text'] }}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}"
-    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 
 
 class VisionTowerParams(Section):
@@ -138,41 +126,10 @@ class StudentParams(Section):
 
 TINY_PARAMS = StudentParams(
     base=TINY,
-    vision=VisionTowerParams(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-    ),
-    scale_factor=2,
+    vision=VisionTowerParams(**TINY_VISION),
+    scale_factor=TINY_SCALE_FACTOR,
     longest_edge=64,
-    seed=0,
 )
-TINY_TEXT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-}
-
-
-def image_tokens() -> list[str]:
-    """The 128 tokens SmolVLM-256M/500M add after SmolLM2's 49,152, in their real order.
-
-    ``<global-img>`` 49152, ``<row_1_col_1>``..``<row_6_col_6>`` 49153-49188 (row-major),
-    ``<fake_token_around_image>`` 49189, ``<image>`` 49190, 88 reserved tokens 49191-49278,
-    ``<end_of_utterance>`` 49279: the offline tokenizer has the hub tokenizer's ids and length.
-    """
-    tiles = [
-        f"<row_{i + 1}_col_{j + 1}>"
-        for i in range(MAX_TILES_PER_SIDE)
-        for j in range(MAX_TILES_PER_SIDE)
-    ]
-    reserved = [f"<|reserved_special_token_{i}|>" for i in range(RESERVED_TOKENS)]
-    return [GLOBAL_IMAGE_TOKEN, *tiles, FAKE_IMAGE_TOKEN, IMAGE_TOKEN, *reserved, END_OF_UTTERANCE]
 
 
 @functools.lru_cache(maxsize=1)

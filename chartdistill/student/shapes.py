@@ -23,32 +23,15 @@ from chartdistill.student.model import (
     _load_gguf_tokenizer,
     make_processor,
 )
+from chartdistill.student.smolvlm import (  # noqa: F401  (re-exported for tests and bench/)
+    TEXT_256M,
+    TEXT_500M,
+    VISION_256M,
+    config_256m,
+    config_500m,
+)
 
 PARAMS_256M = 256_484_928
-# SmolVLM-256M-Instruct: text = SmolLM2-135M's shape with an untied lm_head, vision = SigLIP
-# base patch16 512, scale_factor 4 -> 64 tokens per 512-px tile.
-TEXT_256M: dict[str, Any] = {
-    "model_type": "llama",
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "max_position_embeddings": 8192,
-    "rope_theta": 100000.0,
-    "rms_norm_eps": 1e-5,
-    "vocab_size": 49280,
-    "tie_word_embeddings": False,
-    "pad_token_id": 2,
-}
-VISION_256M: dict[str, Any] = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "patch_size": 16,
-    "image_size": 512,
-}
 HUB_LONGEST_EDGE_256M = 2048  # the hub processor's size.longest_edge (4 x 512)
 # SmolVLM-Instruct (2.2B): 384-px tiles, scale_factor 3 -> 81 tokens per tile.
 TILE_2B, SEQ_LEN_2B, HUB_LONGEST_EDGE_2B = 384, 81, 1536
@@ -106,19 +89,6 @@ def processor_2b(longest_edge: int = HUB_LONGEST_EDGE_2B) -> Any:
         tokenizer=tokenizer_2b(),
         image_seq_len=SEQ_LEN_2B,
         chat_template=CHAT_TEMPLATE,
-    )
-
-
-def config_256m() -> Any:
-    from transformers import Idefics3Config
-
-    return Idefics3Config(
-        text_config=dict(TEXT_256M),
-        vision_config=dict(VISION_256M),
-        scale_factor=4,
-        image_token_id=49190,
-        pad_token_id=2,
-        tie_word_embeddings=False,
     )
 
 

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from chartdistill.config import ParamsError, Section
 from chartdistill.device import use_bf16
 from chartdistill.student.model import END_OF_UTTERANCE, save_student
+from chartdistill.student.smolvlm import CONNECTOR, lora_target_regex, qlora_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
-# Module paths of an Idefics3ForConditionalGeneration: LoRA targets are matched against these
-# prefixes, so a text-model name (q_proj) never lands in the SigLIP tower, which has its own.
-TEXT_LAYERS = r"model\.text_model\.layers\.\d+\.(?:self_attn|mlp)"
-VISION_LAYERS = r"model\.vision_model\.encoder\.layers\.\d+\.(?:self_attn|mlp)"
-CONNECTOR = "connector"
 MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -82,10 +78,7 @@ class LoraParams(Section):
 
     def target_regex(self) -> str:
         """peft target_modules as one regex over full module paths (re.fullmatch)."""
-        parts = [rf"{TEXT_LAYERS}\.(?:{'|'.join(self.target_modules)})"]
-        if self.vision_target_modules:
-            parts.append(rf"{VISION_LAYERS}\.(?:{'|'.join(self.vision_target_modules)})")
-        return "|".join(f"(?:{part})" for part in parts)
+        return lora_target_regex(self.target_modules, self.vision_target_modules)
 
 
 class TrainParams(Section):
@@ -453,15 +446,7 @@ def _qlora_kwargs() -> dict[str, Any]:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
         raise RuntimeError("train.qlora: the bitsandbytes package is not installed") from exc
-    from transformers import BitsAndBytesConfig
-
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-    return {"quantization_config": quant, "dtype": torch.bfloat16}
+    return qlora_kwargs()
 
 
 def training_arguments(
