@@ -156,7 +156,6 @@ def test_student_prompt_carries_the_hint_only_when_on() -> None:
 def test_real_ocr_reads_a_rendered_chart(tmp_path: Path) -> None:
     """PP-OCR on one rendered bar chart with value labels: title, labels and values are read;
     the same image paired with another chart's table is rejected."""
-    pytest.importorskip("rapidocr")
     chart = bar_chart()
     (tmp_path / "images").mkdir()
     (tmp_path / chart.image).write_bytes(render_png(chart, 448, 336, value_labels=True))

@@ -33,8 +33,9 @@ EXPECTED_OUTS = {"data/charts", "data/teacher_cache", "data/essays", "data/datas
 @pytest.fixture
 def s3() -> Iterator[tuple[str, Any]]:
     """A moto S3 server on 127.0.0.1:<free port> with an empty bucket; yields (url, client)."""
-    boto3 = pytest.importorskip("boto3")
-    server_mod = pytest.importorskip("moto.server")
+    import boto3
+    import moto.server as server_mod
+
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
