@@ -20,7 +20,7 @@ from chartdistill.io import read_jsonl, write_json, write_jsonl
 from chartdistill.report.build import essay_view, flat_numbers, loss_curve
 from tests.test_essays import CHART, GOOD
 from tests.test_evaluation import project, run_check, run_stage  # noqa: F401 - fixture
-from tests.test_plots import CHROMIUM_FLAGS, _chromium, needs_chromium
+from tests.test_plots import CHROMIUM_FLAGS, _chromium
 
 MISATTRIBUTED = "Women aged 45-64 spent 32.5 hours a week online."  # 32.5: men aged 16-24
 UNGROUNDED = "Men aged 16-24 spent 99 hours a week online."
@@ -166,7 +166,6 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-@needs_chromium
 def test_report_renders_offline_in_chromium(judged, monkeypatch, tmp_path: Path) -> None:
     root = judged[0]
     monkeypatch.setenv("CHARTDISTILL_TEST_KEY", "unused")
