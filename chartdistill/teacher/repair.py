@@ -141,21 +141,22 @@ def _one_sentence(reply: str) -> str | None:
 
 
 def _computed(job: _Job, seed: int) -> str | None:
-    """The reference writer's sentence sharing most names with the faulty one (same section
-    first), not already in the essay; None when no sentence of the writer shares a name."""
+    """The reference writer's sentence for the same fact: the one sharing most names with the
+    faulty sentence (same section first), not already in the essay. A faulty sentence that names
+    nothing takes the section's next unused sentence; None when the writer has none left."""
     chart = job.essay.chart
     rows, series = ChartNumbers.from_chart(chart).named(job.fault.sentence)
     names = {str(chart.rows[r][0]) for r in rows} | {chart.series[c] for c in series}
     present = " ".join(job.essay.sections.values())
 
-    def score(planned: Planned) -> tuple[int, int]:
+    def score(planned: Planned) -> tuple[int, bool]:
         return len(planned.names & names), planned.section == job.section
 
     candidates = [p for p in reference_sentences(chart, seed) if p.text not in present]
-    if job.section == "overview":
-        candidates = [p for p in candidates if p.section == "overview"]
+    if job.section in ("introduction", "overview"):
+        candidates = [p for p in candidates if p.section == job.section]
     best = max(candidates, key=score, default=None)
-    if best is None or (names and not best.names & names) or (not names and best.names):
+    if best is None or (names and not best.names & names and best.section != job.section):
         return None
     return best.text
 
