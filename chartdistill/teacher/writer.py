@@ -340,6 +340,9 @@ class Teacher:
             status = "rejected"
         else:
             status = "accepted"
+        for section, text in (draft.sections or {}).items():  # unrepaired: the model's own
+            if len(draft.origins.get(section, [])) != len(sentences(text)):
+                draft.origins[section] = ["model"] * len(sentences(text))
         claims = {}
         if draft.sections and set(draft.sections) == set(SECTIONS):
             claims = verify_essay(draft.sections, chart, self.params.validation).claim_counts()
