@@ -1,0 +1,1 @@
+"""The teacher: LLM essays with sentence repair, the computed reference writer, the fact sheet."""
