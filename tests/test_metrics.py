@@ -145,8 +145,15 @@ def test_essay_metrics_for_a_bad_student_output() -> None:
     assert m["numeric_precision"] == 0.0 and m["key_value_recall"] == 0.0
     assert m["loop"] is True and m["off_task"] == "one_liner" and m["rouge_l"] is None
     assert m["valid"] is False
-    # validation sees only the sections found (none here); text-level flags cover the rest
-    assert str(m["reasons"]).split(",") == ["missing_section", "too_short", "too_few_numbers"]
+    # without sections validation reads the whole body: the loop and the false figure count
+    assert str(m["reasons"]).split(",") == [
+        "missing_section",
+        "too_short",
+        "loop",
+        "too_few_numbers",
+        "ungrounded_numbers",
+        "misattributed_numbers",
+    ]
 
 
 def test_value_and_attribution_level_precision_side_by_side() -> None:
@@ -158,3 +165,28 @@ def test_value_and_attribution_level_precision_side_by_side() -> None:
     assert m["numeric_precision"] == 1.0 and m["attributed_precision"] == 0.5
     good = essay_metrics(render_structured(GOOD), CHART, None, EssayBounds())
     assert good["attributed_precision"] == good["numeric_precision"] == 1.0
+
+
+def test_a_hedged_figure_counts_the_same_in_validation_metrics_and_report() -> None:
+    """'about 28 hours' for 30.1 (7 % off): outside the tolerance, inside an approx_tolerance
+    of 0.1 (not the default 0.05). Validation, the metrics and the report all read the bounds'
+    approx_tolerance through the one verification, so all three call it grounded; at the
+    default approx_tolerance all three call it ungrounded."""
+    from chartdistill.essay.text import verify_essay
+    from chartdistill.report.build import essay_view
+
+    sections = {
+        **GOOD,
+        "features_2": GOOD["features_2"] + " Women aged 16-24 spent about 28 hours.",
+    }
+    text = render_structured(sections)
+    for approx, grounded in ((0.1, True), (0.05, False)):
+        bounds = EssayBounds(approx_tolerance=approx)
+        validated = verify_essay(sections, CHART, bounds).grounding
+        metrics = essay_metrics(text, CHART, None, bounds)
+        report = essay_view(text, CHART, bounds).counts
+        assert (validated.ungrounded == []) is grounded
+        assert (metrics["numeric_precision"] == 1.0) is grounded
+        assert (report["ungrounded"] == 0) is grounded
+        assert metrics["numbers_grounded"] == validated.grounded
+        assert report["grounded"] + report["misattributed"] == validated.grounded

@@ -34,6 +34,7 @@ from pydantic import Field
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.text import clean_prose, strip_wrapping
+from chartdistill.evaluation.gate import GateParams, GateVerdict, Source
 from chartdistill.evaluation.known_answer import (
     CORRUPTION_KINDS,
     CorruptionKind,
@@ -83,12 +84,13 @@ _FENCE_OPEN = re.compile(r"```[a-zA-Z]*")
 
 
 class KnownAnswerParams(Section):
-    """Known-answer pairs (chartdistill.evaluation.known_answer): the teacher essay of a test
-    chart against a corrupted copy. `pairs` is the total number judged (both orders each), the
-    kinds taken in turn over the test charts; the evaluation is flagged unreliable when the
-    judge's accuracy on them is below `min_accuracy`."""
+    """Known-answer pairs (chartdistill.evaluation.known_answer): a true essay (the teacher's,
+    or the reference writer's for a held-out chart) against a corrupted copy. `pairs` is the
+    total number judged (the LLM in both orders, and the table gate), the kinds taken in turn
+    over the charts; each verdict source is flagged unreliable when its accuracy on the pairs
+    it decides is below `min_accuracy`."""
 
-    pairs: int = Field(default=5, ge=0)
+    pairs: int = Field(default=21, ge=0)
     kinds: tuple[CorruptionKind, ...] = CORRUPTION_KINDS
     min_accuracy: float = Field(default=0.7, ge=0, le=1)
     seed: int = 0
@@ -115,6 +117,10 @@ class JudgeParams(Section):
     verdict: Literal["auto", "reply"] = "auto"
     logprobs: int = Field(default=0, ge=0, le=20)  # a server's top alternatives per token
     known_answer: KnownAnswerParams = KnownAnswerParams()
+    gate: GateParams = GateParams()
+    # Held-out test charts without a teacher essay get the computed reference writer's essay
+    # (teacher/reference.py): the judge's reference, and a known-answer pair's true essay.
+    reference_writer: bool = True
 
 
 @dataclass
@@ -303,9 +309,44 @@ class PairJudgement:
     error: str | None = None
     probabilities: dict[str, float] | None = None
     expected_score: float | None = None
+    source: Source = "llm"  # gate: the table checks decided; llm: the judge model did
+    gate: dict[str, Any] | None = None  # the gate's faults per side, rule and reason
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def gate_record(verdict: GateVerdict) -> dict[str, Any]:
+    return {
+        "outcome": verdict.outcome,
+        "rule": verdict.rule,
+        "faults": verdict.faults,
+        "reason": verdict.reason,
+    }
+
+
+def decided_by_gate(
+    chart: ChartRecord, verdict: GateVerdict, llm: PairJudgement | None = None
+) -> PairJudgement:
+    """The pair's judgement when the gate decided it: its outcome, one-hot probabilities; the
+    LLM's order verdicts kept beside it when it was asked too (judge.gate.llm_on_decided)."""
+    outcome = verdict.outcome
+    if outcome is None:
+        raise ValueError(f"chart {chart.id}: the gate abstained")
+    probabilities = {key: float(key == outcome) for key in OUTCOMES}
+    return PairJudgement(
+        id=chart.id,
+        chart_type=chart.chart_type,
+        outcome=outcome,
+        single_order=False,
+        agree=None,
+        verdicts=llm.verdicts if llm else [],
+        bands=llm.bands if llm else {},
+        probabilities=probabilities,
+        expected_score=probabilities["finetuned"],
+        source="gate",
+        gate=gate_record(verdict),
+    )
 
 
 def combine(chart: ChartRecord, verdicts: list[OrderVerdict]) -> PairJudgement:
