@@ -740,3 +740,71 @@ def test_server_logprobs_give_the_verdict_its_probabilities(serve, tmp_path: Pat
     # The logprobs are cached with the reply: a rerun reads the same probabilities.
     again = run_judge(client_for(stub, tmp_path / "cache"), [chart(1)], logprobs=3)
     assert again[0].verdicts[0].cached and again[0].probabilities == judged[0].probabilities
+
+
+# --------------------------------------------------------------------------- judge by URL
+
+
+def test_a_judge_by_url_gets_the_checks_findings_and_asks_for_json(serve) -> None:
+    """Each essay's findings sit beside it in both orders (A's findings follow essay A), and
+    the request carries response_format json_object."""
+    seen: list[dict[str, Any]] = []
+
+    def judge(body: dict[str, Any]) -> str:
+        seen.append(body)
+        return prefers_figures(body)
+
+    stub, client = serve(judge)
+    charts = [chart(1)]
+    findings = {"bar-1": {"baseline": "Checks failed: loop.", "finetuned": "Checks failed: none."}}
+    params = JudgeParams(llm=llm_params(stub))
+    [judgement] = judge_pairs(
+        charts,
+        {"bar-1": ""},
+        {"bar-1": BASELINE},
+        {"bar-1": FINETUNED},
+        params,
+        client,
+        PROMPTS,
+        findings,
+    )
+    assert judgement.outcome == "finetuned"
+    assert all(b["response_format"] == {"type": "json_object"} for b in seen) and len(seen) == 2
+    for body in seen:
+        user = body["messages"][-1]["content"]
+        a, _ = essays_in(body)
+        first = user.split("<checks_essay_a>\n", 1)[1].split("\n</checks_essay_a>", 1)[0]
+        assert first == ("Checks failed: loop." if a == BASELINE else "Checks failed: none.")
+
+
+def test_a_server_that_rejects_response_format_is_asked_without_it(serve, monkeypatch) -> None:
+    from chartdistill.llm import openai_backend
+
+    real = openai_backend.OpenAIBackend._attempt
+
+    async def rejecting(self, client, request):  # a server without JSON mode: 400
+        if request.response_format is not None:
+            return openai_backend._Attempt(error="http_400", detail="response_format unsupported")
+        return await real(self, client, request)
+
+    monkeypatch.setattr(openai_backend.OpenAIBackend, "_attempt", rejecting)
+    stub, client = serve(prefers_figures)
+    params = JudgeParams(llm=llm_params(stub))
+    [judgement] = judge_pairs(
+        [chart(1)],
+        {"bar-1": ""},
+        {"bar-1": BASELINE},
+        {"bar-1": FINETUNED},
+        params,
+        client,
+        PROMPTS,
+    )
+    assert judgement.outcome == "finetuned" and judgement.error is None
+    assert all("response_format" not in r.body for r in stub.chat_requests)
+    assert len(stub.chat_requests) == 2
+
+
+def test_the_embedded_judge_prompt_carries_no_findings_by_default() -> None:
+    assert not JudgeParams().shows_evidence()  # evidence: auto, no base_url
+    assert JudgeParams(llm=LLMParams(base_url="http://x/v1", model="m")).shows_evidence()
+    assert JudgeParams(evidence="on").shows_evidence()

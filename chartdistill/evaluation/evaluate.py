@@ -18,8 +18,9 @@ from chartdistill.config import InputError, PathsParams
 from chartdistill.data.records import ChartRecord, load_charts, load_essays
 from chartdistill.essay.grounding import ChartNumbers
 from chartdistill.essay.sections import VARIANTS
-from chartdistill.evaluation.gate import GateVerdict, gate_verdict
+from chartdistill.evaluation.gate import GateVerdict, findings, gate_verdict
 from chartdistill.evaluation.judge import (
+    SIDES,
     JudgeParams,
     PairJudgement,
     decided_by_gate,
@@ -138,6 +139,9 @@ def gate_then_judge(
         for c in inputs.charts
     }
     asked = [c for c in inputs.charts if gate[c.id].outcome is None or params.gate.llm_on_decided]
+    evidence = None
+    if params.shows_evidence():
+        evidence = {c.id: {side: findings(checks[side][c.id]) for side in SIDES} for c in asked}
     llm = {
         j.id: j
         for j in judge_pairs(
@@ -148,6 +152,7 @@ def gate_then_judge(
             params,
             client,
             prompts_dir,
+            evidence,
         )
     }
     out = []
@@ -317,17 +322,20 @@ def audit_judge(
     bounds = eval_params.essay_bounds
     gate: dict[str, str | None] = {}
     verdicts: dict[str, GateVerdict] = {}
+    evidence: dict[str, dict[str, str]] = {}
     for pair in pairs:
         numbers = ChartNumbers.from_chart(pair.chart)
         intact = check_essay(pair.intact, pair.chart, bounds, numbers)
         corrupted = check_essay(pair.corrupted, pair.chart, bounds, numbers)
         verdicts[pair.id] = gate_verdict(corrupted, intact, params.gate)  # intact: "finetuned"
         gate[pair.id] = verdicts[pair.id].outcome
+        evidence[pair.id] = {"baseline": findings(corrupted), "finetuned": findings(intact)}
     client = CachedClient(
         backend or judge_backend(params, paths.prompts),
         ResponseCache(paths.judge_cache / KNOWN_ANSWER_NAME),
     )
-    judgements = judge_known_answers(pairs, params, client, paths.prompts)
+    shown = evidence if params.shows_evidence() else None
+    judgements = judge_known_answers(pairs, params, client, paths.prompts, shown)
     report = audit(pairs, gate, judgements, known.min_accuracy)
     rows = [
         {

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from chartdistill.config import Section
-from chartdistill.essay.text import REASON_CODES
+from chartdistill.essay.text import REASON_CODES, word_count
 from chartdistill.evaluation.metrics import EssayCheck
 
 GateCheck = Literal[
@@ -98,3 +98,26 @@ def gate_verdict(baseline: EssayCheck, finetuned: EssayCheck, params: GateParams
     if abs(base - fine) >= params.margin:
         return GateVerdict("finetuned" if fine < base else "baseline", faults, "margin")
     return GateVerdict(None, faults)
+
+
+def findings(check: EssayCheck, limit: int = 5) -> str:
+    """The checks' findings on one essay, as evidence for a judge (reference-guided grading):
+    the checks it fails, its figures against the table, the claims the table contradicts."""
+    grounding = check.verification.grounding
+    failed = [*check.reasons, *(["off_task"] if check.off_task else [])]
+    lines = [
+        f"Checks failed: {', '.join(failed) or 'none'}.",
+        f"Words: {word_count(check.body)}.",
+        f"Figures: {grounding.mentioned} stated, {grounding.grounded} found in the table, "
+        f"{grounding.attributed} given to the row or series the table gives them.",
+    ]
+    if grounding.ungrounded:
+        lines.append(f"Not in the table: {', '.join(grounding.ungrounded[:limit])}.")
+    if grounding.misattributed:
+        lines.append(
+            f"Given to the wrong row or series: {', '.join(grounding.misattributed[:limit])}."
+        )
+    for claim in check.verification.false_claims[:limit]:
+        detail = f" ({claim.detail})" if claim.detail else ""
+        lines.append(f'False {claim.kind} claim: "{claim.sentence.strip()}"{detail}')
+    return "\n".join(lines)

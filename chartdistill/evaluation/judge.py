@@ -118,6 +118,16 @@ class JudgeParams(Section):
     logprobs: int = Field(default=0, ge=0, le=20)  # a server's top alternatives per token
     known_answer: KnownAnswerParams = KnownAnswerParams()
     gate: GateParams = GateParams()
+    # auto: a judge by URL gets the table checks' findings on each essay as evidence beside the
+    # table (reference-guided grading); the embedded model's prompt stays as measured.
+    evidence: Literal["auto", "on", "off"] = "auto"
+    # Ask a judge by URL for a JSON reply (response_format json_object); a server that rejects
+    # the field is asked again without it.
+    json_mode: bool = True
+
+    def shows_evidence(self) -> bool:
+        return self.evidence == "on" or (self.evidence == "auto" and self.llm.base_url is not None)
+
     # Held-out test charts without a teacher essay get the computed reference writer's essay
     # (teacher/reference.py): the judge's reference, and a known-answer pair's true essay.
     reference_writer: bool = True
@@ -482,11 +492,14 @@ def judge_pairs(
     params: JudgeParams,
     client: CachedClient,
     prompts_dir: Path,
+    findings: dict[str, dict[str, str]] | None = None,
 ) -> list[PairJudgement]:
     """Judge every chart's fine-tuned essay against its baseline essay, in both orders.
 
     All requests go to the client in one call. A chart whose prompt cannot be
     rendered, or whose replies fail or cannot be parsed, gets a judgement with its error.
+    `findings` (chart id -> side -> text) is the table checks' evidence on each essay, shown
+    beside essay A and B when given.
     """
     verdicts: dict[str, list[OrderVerdict]] = {chart.id: [] for chart in charts}
     if len(verdicts) != len(charts):
@@ -511,8 +524,12 @@ def judge_pairs(
             )
             verdict = OrderVerdict(order=order, essay_a=ORDER_A[order])
             verdicts[chart.id].append(verdict)
+            evidence = (findings or {}).get(chart.id)
+            shown = _pair(order, *(evidence[s] for s in SIDES)) if evidence else ("", "")
             try:
-                messages = render_judge_messages(prompts_dir, chart, reference, essay_a, essay_b)
+                messages = render_judge_messages(
+                    prompts_dir, chart, reference, essay_a, essay_b, *shown
+                )
             except (OSError, ValueError) as exc:
                 log.error("chart %s: cannot build the judge prompt: %s", chart.id, exc)
                 verdict.error = f"prompt_error: {exc}"
@@ -525,6 +542,9 @@ def judge_pairs(
                     temperature=params.temperature,
                     seed=params.seed,
                     top_logprobs=params.logprobs or None,
+                    response_format=(
+                        "json_object" if params.json_mode and params.llm.base_url else None
+                    ),
                 )
             )
     if requests:
@@ -553,6 +573,7 @@ def judge_known_answers(
     params: JudgeParams,
     client: CachedClient,
     prompts_dir: Path,
+    findings: dict[str, dict[str, str]] | None = None,
 ) -> list[PairJudgement]:
     """Judge each known-answer pair like a student pair, without a reference essay: the
     corrupted copy takes the baseline side, the intact essay the fine-tuned side."""
@@ -564,6 +585,7 @@ def judge_known_answers(
         params,
         client,
         prompts_dir,
+        findings,
     )
 
 

@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_BAD_RESPONSE_RETRIES = 2  # malformed / empty responses: retried at most this many times
 MAX_RETRY_AFTER_S = 600.0  # a server asking for longer than this is capped (and logged)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# A request the server refuses as malformed: with response_format set, asked again without it.
+REJECTED_FIELD_STATUS = frozenset({"http_400", "http_422"})
 # Reasoning a server leaves in the content: leading <think>/<thinking>/<reasoning> blocks, or
 # a bare closing tag when the chat template opened the block in the prompt.
 _THINK_BLOCK = re.compile(r"^\s*<(think|thinking|reasoning)>(.*?)</\1\s*>", re.DOTALL | re.I)
@@ -270,6 +272,14 @@ class OpenAIBackend:
         while True:
             tries += 1
             attempt = await self._attempt(client, request)
+            if request.response_format is not None and attempt.error in REJECTED_FIELD_STATUS:
+                # The server rejects `response_format` (or something else in the request):
+                # ask once more without it, as before the field existed.
+                log.info(
+                    "%s: %s with response_format; asking without it", self.model_id, attempt.error
+                )
+                request = replace(request, response_format=None)
+                continue
             if attempt.error is None:
                 return ChatResult(
                     text=attempt.text,
@@ -336,6 +346,8 @@ class OpenAIBackend:
         if request.top_logprobs is not None:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = request.top_logprobs
+        if request.response_format is not None:
+            kwargs["response_format"] = {"type": request.response_format}
         try:
             completion = await client.chat.completions.create(**kwargs)
         except asyncio.CancelledError:

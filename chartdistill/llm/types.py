@@ -88,6 +88,9 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     top_logprobs: int | None = None  # a server's top alternatives per generated token (0-20)
+    # "json_object": ask a server for a JSON reply (OpenAI `response_format`); a server that
+    # rejects the field is asked again without it. Embedded backends ignore it.
+    response_format: str | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -107,8 +110,8 @@ class ChatRequest:
             raise ValueError(f"ChatRequest: top_logprobs must be in 0-20, got {self.top_logprobs}")
 
     def sampling(self) -> dict[str, Any]:
-        """The fields besides the messages that shape the answer (`top_logprobs` only when
-        asked for, so other requests keep their cache keys)."""
+        """The fields besides the messages that shape the answer (`top_logprobs` and
+        `response_format` only when asked for, so other requests keep their cache keys)."""
         fields: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -117,6 +120,8 @@ class ChatRequest:
         }
         if self.top_logprobs is not None:
             fields["top_logprobs"] = self.top_logprobs
+        if self.response_format is not None:
+            fields["response_format"] = self.response_format
         return fields
 
     def cache_key(self, model: str) -> str:
