@@ -100,7 +100,7 @@ def test_off_task() -> None:
 
     assert why("") == "empty"
     assert why("<analysis>only thinking</analysis>") == "empty"
-    assert why("What does the chart show? Which year was highest? Why?") == "question_list"
+    assert why("What does the chart show? Which year was highest? Why?") == "mostly_questions"
     listed = "- Spain: 46.4\n- Italy: 41.2\n- Spain 2020: 19"
     assert why(listed) == "list_format"
     assert why("| Year | Spain |\n| 2000 | 46.4 |") == "list_format"
@@ -109,11 +109,18 @@ def test_off_task() -> None:
     assert why(render_unstructured(GOOD)) is None
 
 
-def test_off_task_and_validation_share_one_question_list_rule() -> None:
-    # Two questions in an otherwise long essay: a question list for both (one definition).
+def test_question_list_has_one_meaning() -> None:
+    """ "question_list" is validation's reason for an essay that asks any question; a text made
+    of questions is off task under its own code, "mostly_questions" (it fails both)."""
+    from chartdistill.evaluation.metrics import check_essay
+
+    one = render_unstructured({**GOOD, "overview": GOOD["overview"] + " Why did it rise?"})
+    checked = check_essay(one, CHART, EssayBounds())
+    assert "question_list" in checked.reasons and checked.off_task is None
     text = render_unstructured(GOOD) + "\n\nWhy did it rise? What came next?"
     assert is_question_list(essay_body(text))
-    assert off_task(essay_body(text)) == "question_list"
+    assert off_task(essay_body(text)) == "mostly_questions"
+    assert "question_list" in check_essay(text, CHART, EssayBounds()).reasons
 
 
 def test_rouge_l() -> None:

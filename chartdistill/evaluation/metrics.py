@@ -44,7 +44,9 @@ __all__ = [
     "word_count",
 ]
 
-OFF_TASK_CODES: tuple[str, ...] = ("empty", "question_list", "list_format", "one_liner")
+# "mostly_questions": questions make up the text (is_question_list); not "question_list", the
+# validation reason an essay gets for asking any question at all (one code, one meaning).
+OFF_TASK_CODES: tuple[str, ...] = ("empty", "mostly_questions", "list_format", "one_liner")
 _ONE_LINER_WORDS = 30
 _LIST_FORMAT_MIN_LINES = 3
 
@@ -115,12 +117,12 @@ def structure_compliance(parsed: ParsedEssay) -> bool:
 
 
 def off_task(body: str) -> str | None:
-    """Why the essay body is not an essay at all ("empty", "question_list", "list_format",
+    """Why the essay body is not an essay at all ("empty", "mostly_questions", "list_format",
     "one_liner"), or None."""
     if word_count(body) == 0:
         return "empty"
     if is_question_list(body):
-        return "question_list"
+        return "mostly_questions"
     listed, lines = list_lines(body)
     if listed >= _LIST_FORMAT_MIN_LINES or (listed and 2 * listed >= lines):
         return "list_format"
