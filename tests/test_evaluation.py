@@ -587,3 +587,13 @@ def test_stage_records_judge_failures_without_failing(project, monkeypatch, capl
     records = list(read_jsonl(root / "data/judgements/structured.jsonl"))
     assert all(r["outcome"] is None and "no_json" in r["error"] for r in records)
     assert "no chart got a usable verdict" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["judge", "judge_check", "report", "datasets"])
+def test_stage_mains_are_thin(stage: str) -> None:
+    """Validate params, one library call, write the declared outs: 30 lines at most."""
+    import ast
+
+    tree = ast.parse((ROOT / "stages" / f"{stage}.py").read_text(encoding="utf-8"))
+    [main] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    assert main.end_lineno is not None and main.end_lineno - main.lineno + 1 <= 30
