@@ -197,3 +197,21 @@ def test_a_hedged_figure_counts_the_same_in_validation_metrics_and_report() -> N
         assert (report["ungrounded"] == 0) is grounded
         assert metrics["numbers_grounded"] == validated.grounded
         assert report["grounded"] + report["misattributed"] == validated.grounded
+
+
+def test_an_essay_known_by_its_sections_is_checked_as_written() -> None:
+    """The reference is checked from its sections (never rendered and parsed back), with the
+    same reasons, figures and metrics as its rendered text."""
+    from chartdistill.evaluation.metrics import check_essay, check_metrics, check_sections
+
+    bounds = EssayBounds()
+    for render, markers in ((render_structured, True), (render_unstructured, False)):
+        direct = check_sections(GOOD, CHART, bounds, had_markers=markers)
+        parsed = check_essay(render(GOOD), CHART, bounds)
+        assert direct.reasons == parsed.reasons
+        assert direct.verification.grounding == parsed.verification.grounding
+        assert check_metrics(direct, CHART, None, bounds) == check_metrics(
+            parsed, CHART, None, bounds
+        )
+    partial = check_sections({k: GOOD[k] for k in ("introduction", "overview")}, CHART, bounds)
+    assert "missing_section" in partial.reasons

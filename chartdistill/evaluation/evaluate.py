@@ -37,7 +37,12 @@ from chartdistill.evaluation.known_answer import (
     build_pairs,
     trusted_sources,
 )
-from chartdistill.evaluation.metrics import EssayCheck, check_essay, check_metrics
+from chartdistill.evaluation.metrics import (
+    EssayCheck,
+    check_essay,
+    check_metrics,
+    check_sections,
+)
 from chartdistill.evaluation.summary import (
     EvalInputs,
     EvaluationParams,
@@ -104,24 +109,30 @@ def load_inputs(variant: str, paths: PathsParams, params: JudgeParams) -> EvalIn
         render = VARIANTS[variant]
         for chart in inputs.charts:
             if not inputs.references[chart.id]:
-                inputs.references[chart.id] = render(reference_essay(chart, params.seed))
+                sections = reference_essay(chart, params.seed)
+                inputs.references[chart.id] = render(sections)
+                inputs.reference_sections[chart.id] = sections
                 inputs.reference_writer.add(chart.id)
     return inputs
 
 
-def check_essays(inputs: EvalInputs, params: EvaluationParams) -> dict[str, dict[str, EssayCheck]]:
-    """Every essay (teacher reference, baseline, fine-tuned) checked once against its chart at
-    the evaluation bounds; the chart's table is prepared once for its three essays."""
+def check_essays(
+    inputs: EvalInputs, params: EvaluationParams, variant: str
+) -> dict[str, dict[str, EssayCheck]]:
+    """Every essay checked once against its chart at the evaluation bounds, the chart's table
+    prepared once for its three essays: the students' texts as they wrote them, the reference
+    by its sections (never rendered and parsed back)."""
     bounds = params.essay_bounds
-    texts = {"teacher": inputs.references, "baseline": inputs.baseline}
-    texts["finetuned"] = inputs.finetuned
     checks: dict[str, dict[str, EssayCheck]] = {writer: {} for writer in WRITERS}
     for chart in inputs.charts:
         numbers = ChartNumbers.from_chart(chart)
-        for writer in WRITERS:
-            text = texts[writer][chart.id]
-            if text or writer != "teacher":
-                checks[writer][chart.id] = check_essay(text, chart, bounds, numbers)
+        for writer, texts in (("baseline", inputs.baseline), ("finetuned", inputs.finetuned)):
+            checks[writer][chart.id] = check_essay(texts[chart.id], chart, bounds, numbers)
+        sections = inputs.reference_sections.get(chart.id)
+        if sections:
+            checks["teacher"][chart.id] = check_sections(
+                sections, chart, bounds, numbers, had_markers=variant == "structured"
+            )
     return checks
 
 
@@ -176,15 +187,17 @@ def gate_then_judge(
 def _metric_rows(
     checks: dict[str, EssayCheck],
     charts: Iterable[ChartRecord],
-    references: dict[str, str] | None,
+    references: dict[str, EssayCheck] | None,
     params: EvaluationParams,
 ) -> list[dict[str, Any]]:
+    """Automatic metrics per checked essay; ROUGE-L against the reference's checked body."""
     rows = []
     for chart in charts:
         if chart.id not in checks:
             continue
-        reference = None if references is None else references[chart.id] or None
-        metrics = check_metrics(checks[chart.id], chart, reference, params.essay_bounds)
+        reference = (references or {}).get(chart.id)
+        body = None if reference is None else reference.body
+        metrics = check_metrics(checks[chart.id], chart, body, params.essay_bounds)
         rows.append({"id": chart.id, "chart_type": chart.chart_type, **metrics})
     return rows
 
@@ -221,13 +234,13 @@ def evaluate_variant(
     check = read_json(_required(paths.metrics / JUDGE_CHECK_METRICS, "run judge_check first"))
     backend = backend or judge_backend(params, paths.prompts)
     client = CachedClient(backend, ResponseCache(paths.judge_cache / variant))
-    checks = check_essays(inputs, eval_params)
+    checks = check_essays(inputs, eval_params, variant)
     judgements = gate_then_judge(inputs, checks, params, client, paths.prompts)
     summary = eval_summary(
         judgements,
         _metric_rows(checks["teacher"], inputs.charts, None, eval_params),
-        _metric_rows(checks["baseline"], inputs.charts, inputs.references, eval_params),
-        _metric_rows(checks["finetuned"], inputs.charts, inputs.references, eval_params),
+        _metric_rows(checks["baseline"], inputs.charts, checks["teacher"], eval_params),
+        _metric_rows(checks["finetuned"], inputs.charts, checks["teacher"], eval_params),
         length_differences(inputs),
         eval_params,
         check,

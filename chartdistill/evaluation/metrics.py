@@ -200,18 +200,52 @@ def check_essay(
     )
 
 
+def check_sections(
+    sections: dict[str, str],
+    chart: ChartRecord,
+    bounds: EssayBounds,
+    numbers: ChartNumbers | None = None,
+    had_markers: bool = True,
+) -> EssayCheck:
+    """check_essay for an essay known by its sections (a teacher or reference-writer essay):
+    checked as written, never rendered and parsed back; `had_markers` says whether the text
+    the judge saw carried the section markers (the structured variant)."""
+    numbers = numbers or ChartNumbers.from_chart(chart)
+    body = "\n\n".join(sections[name].strip() for name in SECTIONS if name in sections)
+    complete = all(name in sections for name in SECTIONS)
+    parsed = ParsedEssay(
+        sections=dict(sections) if complete else None,
+        reasoning="",
+        error=None if complete else "missing sections",
+        had_markers=had_markers,
+        body=body,
+        partial=dict(sections),
+        marker_order=[name for name in SECTIONS if name in sections] if had_markers else [],
+    )
+    reasons, verification = validation(checked_sections(parsed), chart, bounds, numbers)
+    return EssayCheck(
+        text=body,
+        parsed=parsed,
+        reasons=reasons,
+        verification=verification,
+        off_task=off_task(body),
+        key_value_recall=key_value_recall(body, chart, bounds.tolerance, numbers),
+    )
+
+
 def essay_metrics(
     text: str, chart: ChartRecord, reference: str | None, bounds: EssayBounds
 ) -> dict[str, float | bool | str | None]:
     """All automatic metrics for one essay (check_essay, then check_metrics)."""
-    return check_metrics(check_essay(text, chart, bounds), chart, reference, bounds)
+    reference_body = None if reference is None else essay_body(reference)
+    return check_metrics(check_essay(text, chart, bounds), chart, reference_body, bounds)
 
 
 def check_metrics(
-    check: EssayCheck, chart: ChartRecord, reference: str | None, bounds: EssayBounds
+    check: EssayCheck, chart: ChartRecord, reference_body: str | None, bounds: EssayBounds
 ) -> dict[str, float | bool | str | None]:
-    """All automatic metrics for one checked essay; `reference` (the teacher essay) enables
-    ROUGE-L.
+    """All automatic metrics for one checked essay; `reference_body` (the reference essay's
+    body, without markers) enables ROUGE-L.
 
     Text-level figures (words, numbers, loop, off_task, rouge_l) read the whole essay body;
     `valid` and `reasons` come from the validation in `check` (an unparseable output is
@@ -239,7 +273,7 @@ def check_metrics(
         "repeated_trigram_rate": repeated_ngram_rate(body, 3),
         "loop": has_loop(body, bounds.max_repeated_trigram_rate),
         "off_task": check.off_task,
-        "rouge_l": None if reference is None else rouge_l(body, essay_body(reference)),
+        "rouge_l": None if reference_body is None else rouge_l(body, reference_body),
         "valid": not check.reasons,
         "reasons": ",".join(check.reasons),
     }

@@ -125,14 +125,21 @@ class EvalInputs:
     finetuned: dict[str, str]
     # held-out charts whose reference is the computed reference writer's (judge.reference_writer)
     reference_writer: set[str] = field(default_factory=set)
+    # each reference's sections, as written (checked as they are, never parsed back)
+    reference_sections: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def reference_texts(essays: Iterable[EssayRecord], variant: str) -> dict[str, str]:
     """Teacher essays with all four sections, rendered in the variant's format, by chart id (a
     stepwise essay that failed part-way keeps the sections it got: it is no reference)."""
     render = _renderer(variant)
+    return {i: render(sections) for i, sections in reference_sections(essays).items()}
+
+
+def reference_sections(essays: Iterable[EssayRecord]) -> dict[str, dict[str, str]]:
+    """The sections of every teacher essay that has all four, by chart id."""
     return {
-        e.id: render(e.sections)
+        e.id: dict(e.sections)
         for e in essays
         if e.sections is not None and all(name in e.sections for name in SECTIONS)
     }
@@ -192,6 +199,9 @@ def match_inputs(
     return EvalInputs(
         charts=[by_id[i] for i in ids],
         references={i: references.get(i, "") for i in ids},
+        reference_sections={
+            i: sections for i, sections in reference_sections(essays).items() if i in references
+        },
         baseline={i: baseline[i].text for i in ids},
         finetuned={i: finetuned[i].text for i in ids},
     )
