@@ -29,6 +29,11 @@ class ParamsError(ValueError):
     """params.yaml is missing, malformed, or a section does not match its schema."""
 
 
+class InputError(ValueError):
+    """An input the user points at (a folder or file named in params.yaml) is missing or not
+    what it should be: a stage reports it on one line, naming the path or key."""
+
+
 class PathsParams(Section):
     charts: Path
     teacher_cache: Path

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from chartdistill.config import ParamsError, validate_params
+from chartdistill.config import InputError, ParamsError, validate_params
 
 LOG_ENV = "CHARTDISTILL_LOG"
 # A bad key or value in params.yaml, or an input file that is not there: one line, no traceback.
-USER_ERRORS = (ParamsError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+USER_ERRORS = (ParamsError, InputError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 def setup() -> None:

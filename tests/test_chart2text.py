@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chartdistill.config import ParamsError, parse_section
+from chartdistill.config import InputError, ParamsError, parse_section
 from chartdistill.data.chart2text import (
     Chart2TextParams,
     choose_unit,
@@ -297,6 +297,31 @@ def test_root_errors(tmp_path: Path) -> None:
     (tmp_path / "pew_dataset" / "dataset").mkdir(parents=True)
     with pytest.raises(ValueError, match="metadata.csv not found"):
         import_chart2text(Chart2TextParams(root=tmp_path, datasets=["pew"]), tmp_path / "out")
+    with pytest.raises(InputError, match="chart2text.root: .*missing is not a folder"):
+        import_chart2text(Chart2TextParams(root=tmp_path / "missing"), tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        ("null", "charts: charts.chart2text.root is not set"),
+        ("/nonexistent/c2t", "charts: charts.chart2text.root: /nonexistent/c2t is not a folder"),
+    ],
+)
+def test_charts_stage_without_a_chart2text_root_fails_with_one_line(
+    tmp_path: Path, root: str, expected: str
+) -> None:
+    from tests.test_config import PARAMS, run_stage
+
+    text = PARAMS.read_text(encoding="utf-8")
+    old_source, old_root = "  source: synthetic", "    root: null"
+    assert text.count(old_source) == 1 and text.count(old_root) == 1
+    text = text.replace(old_source, "  source: chart2text").replace(old_root, f"    root: {root}")
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    result = run_stage(tmp_path, "charts")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
 
 
 def test_params_section() -> None:

@@ -203,3 +203,34 @@ def test_an_empty_validation_split_borrows_the_last_train_example() -> None:
     assert dataset_metrics(examples, rejects, 8, stats)["validation_from_train"] == 1
     one = [e for e in examples if e.chart.id == "c000"]
     assert ensure_validation(one) == one  # a single example stays in train
+
+
+def test_build_datasets_drops_ocr_mismatches_of_essays_and_held_out_charts_once(
+    tmp_path: Path,
+) -> None:
+    """The stage's one call: an essay chart and a held-out chart whose images failed the OCR
+    check are both left out (one drop_mismatched over both); the essay's reject counts among
+    the datasets' rejects, the held-out chart's only in rejects.jsonl."""
+    from chartdistill.config import PathsParams
+    from chartdistill.data.records import save_records
+    from chartdistill.dataset.build import build_datasets
+    from chartdistill.io import read_jsonl, write_jsonl
+
+    paths = PathsParams.model_validate({k: tmp_path / k for k in PathsParams.model_fields})
+    params = ChartsParams(seed=4, counts={"bar": 4}, test_counts={"pie": 2})
+    charts, _ = generate_synthetic(params, paths.charts)
+    save_records(paths.charts / "charts.jsonl", charts)
+    taught = [c for c in charts if not c.held_out]
+    save_records(paths.essays / "essays.jsonl", [_essay(c) for c in taught])
+    bad_essay, bad_held_out = taught[0].id, "syn-pie-test-0001"
+    write_jsonl(
+        paths.ocr / "rejects.jsonl",
+        [{"item": i, "reason": "image_mismatch"} for i in (bad_essay, bad_held_out)],
+    )
+    write_jsonl(paths.ocr / "ocr.jsonl", [])
+    built = build_datasets(paths, DatasetsParams(bounds=PARAMS.bounds), {"mode": "x"}, 100)
+    assert [r.item for r in built.rejects if r.reason == "image_mismatch"] == [bad_essay]
+    assert built.metrics["test_without_reference"] == 1  # syn-pie-test-0000 only
+    written = {row["item"] for row in read_jsonl(paths.datasets / "rejects.jsonl")}
+    assert {bad_essay, bad_held_out} <= written
+    assert (paths.datasets / "structured" / "README.md").is_file()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from chartdistill.config import ParamsError, parse_section
+from chartdistill.config import InputError, ParamsError, parse_section
 from chartdistill.data.records import ChartRecord, EssayRecord, save_records
 from chartdistill.essay.sections import render_structured, render_unstructured
 from chartdistill.essay.text import EssayBounds
@@ -34,6 +34,7 @@ from chartdistill.evaluation.summary import (
 )
 from chartdistill.evaluation.winrate import PairScore, fit_logistic, spread, win_rates
 from chartdistill.io import read_json, read_jsonl, write_csv, write_jsonl
+from chartdistill.teacher.reference import reference_essay
 from harness.fake_teacher import judge_reply
 from harness.stub_server import StubServer
 from tests.test_essays import CHART, GOOD
@@ -393,6 +394,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 },
                 "max_tokens": 200,
                 "known_answer": known,
+                # the LLM path alone here; test_the_gate_decides_... turns the gate on
+                "gate": {"enabled": False},
             },
             "evaluation": {"bounds": {"min_words": 150, "max_words": 300}, "tolerance": 0.02},
         }
@@ -421,9 +424,13 @@ def test_judge_check_stage_measures_the_judge_on_known_answers(project, monkeypa
     # The stub prefers the essay with more digits, so a looped sentence with a figure in it
     # fools it; its accuracy is whatever it is: the shape is what is checked here.
     check = read_json(root / "metrics/judge.json")
-    assert check["pairs"] == 2 and check["n"] + check["judge_failures"] == 2
+    llm = check["llm"]
+    assert check["pairs"] == 2 and llm["n"] + llm["judge_failures"] == 2
     assert set(check["per_kind"]) == {"overview_dropped", "looped_sentence"}
-    assert check["reliable"] == (check["accuracy"] is not None and check["accuracy"] >= 0.7)
+    assert llm["reliable"] == (llm["accuracy"] is not None and llm["accuracy"] >= 0.7)
+    # the gate (disabled here) decides nothing: every pair is the LLM's
+    assert check["gate"]["decided"] == 0 and check["gate"]["reliable"] is False
+    assert check["combined"]["n"] == llm["n"]
     assert check["same_model_as_teacher"] is False  # a stub server vs the embedded teacher
     assert_no_lists(check)
     records = list(read_jsonl(root / "data/judgements/known_answer.jsonl"))
@@ -458,9 +465,12 @@ def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
     metrics = read_json(root / "metrics/eval_structured.json")
     assert (metrics["n"], metrics["wins"], metrics["ties"], metrics["losses"]) == (3, 2, 1, 0)
     assert metrics["score"] == round(2.5 / 3, 4) == metrics["expected_win_rate"]
-    assert metrics["judge_check"] == {
-        k: read_json(root / "metrics/judge.json")[k] for k in metrics["judge_check"]
-    }
+    check = read_json(root / "metrics/judge.json")
+    assert metrics["judge_check"]["llm"]["accuracy"] == check["llm"]["accuracy"]
+    assert metrics["judge_check"]["pairs"] == check["pairs"] == 2
+    assert metrics["by_source"]["llm"]["n"] == 3 and metrics["by_source"]["gate"]["n"] == 0
+    assert [r["source"] for r in records] == ["llm"] * 3
+    assert records[0]["texts"]["finetuned"] == render_structured(GOOD)
     assert metrics["auto_per_type"]["line"]["finetuned"]["n"] == 1
     assert metrics["per_type"]["line"]["ties"] == 1
     auto = metrics["auto"]
@@ -485,20 +495,78 @@ def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
     assert again == metrics
 
 
+def enable_gate(root: Path, **gate: Any) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["judge"]["gate"] = {"enabled": True, **gate}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_the_gate_decides_clear_pairs_and_the_llm_the_rest(project, monkeypatch) -> None:
+    """bar-1: the fine-tuned essay passes every check, the baseline fails four: the gate
+    decides and the LLM is not asked. bar-2 and line-1: both fail the same four checks, so
+    the gate abstains and the LLM judges (line-1's essays are one prompt: sent once)."""
+    root, stub = project
+    enable_gate(root)
+    run_check(monkeypatch)
+    stub.reset_log()
+    run_stage(monkeypatch, "structured")
+    assert len(stub.chat_requests) == 3
+    # bar-1's baseline essay is in no prompt: the LLM was not asked about bar-1
+    assert not any("about the internet" in str(r.body) for r in stub.chat_requests)
+    assert sum("Men used it more" in str(r.body) for r in stub.chat_requests) == 2  # bar-2
+    records = {r["id"]: r for r in read_jsonl(root / "data/judgements/structured.jsonl")}
+    first = records["bar-1"]
+    assert (first["source"], first["outcome"], first["verdicts"]) == ("gate", "finetuned", [])
+    assert first["gate"]["rule"] == "clean_beats_faulty"
+    assert first["gate"]["faults"] == {
+        "baseline": ["missing_section", "too_short", "too_few_numbers", "off_task"],
+        "finetuned": [],
+    }
+    assert first["probabilities"] == {"finetuned": 1.0, "tie": 0.0, "baseline": 0.0}
+    assert [records[i]["source"] for i in ("bar-2", "line-1")] == ["llm", "llm"]
+    assert records["bar-2"]["gate"]["outcome"] is None  # the gate's abstention is recorded
+    metrics = read_json(root / "metrics/eval_structured.json")
+    gate, llm = metrics["by_source"]["gate"], metrics["by_source"]["llm"]
+    assert (gate["n"], gate["wins"], gate["win_rate"]) == (1, 1, 1.0)
+    assert llm["n"] == 2 and gate["n"] + llm["n"] == metrics["n"]
+    assert {"win_rate_ci95", "lc_win_rate", "lc_win_rate_ci95"} <= set(gate)
+    check = read_json(root / "metrics/judge.json")
+    # overview_dropped and looped_sentence are both visible to the gate: it decides them
+    assert check["gate"]["visible"]["decided"] == check["gate"]["correct"] == 2
+
+
+def test_a_held_out_chart_gets_the_reference_writers_essay(project, monkeypatch) -> None:
+    root, stub = project
+    charts = list(read_jsonl(root / "data/charts/charts.jsonl"))
+    charts[2]["provenance"] = {**charts[2].get("provenance", {}), "held_out": True}
+    write_jsonl(root / "data/charts/charts.jsonl", charts)
+    essays = [e for e in read_jsonl(root / "data/essays/essays.jsonl") if e["id"] != "line-1"]
+    write_jsonl(root / "data/essays/essays.jsonl", essays)
+    run_check(monkeypatch)
+    run_stage(monkeypatch, "structured")
+    records = {r["id"]: r for r in read_jsonl(root / "data/judgements/structured.jsonl")}
+    line = ChartRecord.model_validate(charts[2])
+    assert records["line-1"]["reference_writer"] is True
+    assert records["line-1"]["texts"]["teacher"] == render_structured(reference_essay(line, 0))
+    assert records["bar-1"]["reference_writer"] is False
+    metrics = read_json(root / "metrics/eval_structured.json")
+    assert metrics["references"] == {"teacher": 2, "reference_writer": 1, "none": 0}
+
+
 def test_stage_validates_variant_and_inputs(project, monkeypatch) -> None:
     root, stub = project
-    with pytest.raises(SystemExit, match="judge.json not found"):
+    with pytest.raises(InputError, match="judge.json not found"):
         run_stage(monkeypatch, "structured")
     run_check(monkeypatch)
     stub.reset_log()
-    with pytest.raises(SystemExit, match="usage: python -m stages.judge <structured|unstructured>"):
+    with pytest.raises(InputError, match="usage: python -m stages.judge <structured|unstructured>"):
         run_stage(monkeypatch, "plain")
-    with pytest.raises(SystemExit, match="usage"):
+    with pytest.raises(InputError, match="usage"):
         run_stage(monkeypatch)
-    with pytest.raises(SystemExit, match="unstructured.jsonl not found"):
+    with pytest.raises(InputError, match="unstructured.jsonl not found"):
         run_stage(monkeypatch, "unstructured")
     (root / "data/predictions/structured.jsonl").write_text("")
-    with pytest.raises(SystemExit, match="holds no test predictions"):
+    with pytest.raises(InputError, match="holds no test predictions"):
         run_stage(monkeypatch, "structured")
     assert stub.chat_requests == []
     assert not (root / "metrics/eval_structured.json").exists()
@@ -513,8 +581,19 @@ def test_stage_records_judge_failures_without_failing(project, monkeypatch, capl
     assert (metrics["n"], metrics["judge_failures"], metrics["charts"]) == (0, 3, 3)
     assert metrics["failure_reasons"] == {"no_json": 6}
     assert metrics["win_rate"] is None and metrics["win_rate_ci95"] is None
-    assert metrics["judge_check"]["accuracy"] is None and not metrics["judge_check"]["reliable"]
+    brief = metrics["judge_check"]["llm"]
+    assert brief["accuracy"] is None and not brief["reliable"]
     assert metrics["auto"]["finetuned"]["n"] == 3
     records = list(read_jsonl(root / "data/judgements/structured.jsonl"))
     assert all(r["outcome"] is None and "no_json" in r["error"] for r in records)
     assert "no chart got a usable verdict" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["judge", "judge_check", "report", "datasets"])
+def test_stage_mains_are_thin(stage: str) -> None:
+    """Validate params, one library call, write the declared outs: 30 lines at most."""
+    import ast
+
+    tree = ast.parse((ROOT / "stages" / f"{stage}.py").read_text(encoding="utf-8"))
+    [main] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    assert main.end_lineno is not None and main.end_lineno - main.lineno + 1 <= 30

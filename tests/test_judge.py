@@ -15,7 +15,7 @@ import pytest
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.grounding import ground_numbers
 from chartdistill.essay.sections import render_unstructured
-from chartdistill.essay.text import has_loop
+from chartdistill.essay.text import has_loop, sentences
 from chartdistill.evaluation.judge import (
     JudgeParams,
     OrderVerdict,
@@ -29,8 +29,9 @@ from chartdistill.evaluation.judge import (
     map_probabilities,
     parse_verdict,
     same_model,
+    verdict_response_format,
 )
-from chartdistill.evaluation.known_answer import CORRUPTION_KINDS, build_pairs, reliability
+from chartdistill.evaluation.known_answer import CORRUPTION_KINDS, audit, build_pairs
 from chartdistill.llm.cache import CachedClient, ResponseCache
 from chartdistill.llm.factory import make_backend
 from chartdistill.llm.scoring import ScoringBackend, option_token_ids
@@ -480,9 +481,10 @@ def essays_for(charts: list[ChartRecord]) -> dict[str, dict[str, str]]:
 def test_each_corruption_has_the_flaw_it_names() -> None:
     charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(3)]
     essays = essays_for(charts)
-    pairs = build_pairs(charts, essays, 5, CORRUPTION_KINDS, seed=0, tolerance=0.02)
+    count = len(CORRUPTION_KINDS)
+    pairs = build_pairs(charts, essays, count, CORRUPTION_KINDS, seed=0, tolerance=0.02)
     assert [p.kind for p in pairs] == list(CORRUPTION_KINDS)
-    assert len({p.id for p in pairs}) == 5 and all(p.id.endswith(p.kind) for p in pairs)
+    assert len({p.id for p in pairs}) == count and all(p.id.endswith(p.kind) for p in pairs)
     by_kind = {p.kind: p for p in pairs}
     for p in pairs:
         assert p.intact == render_unstructured(essays[p.chart.id]) != p.corrupted
@@ -501,6 +503,16 @@ def test_each_corruption_has_the_flaw_it_names() -> None:
     assert other.corrupted in {
         render_unstructured(e) for i, e in essays.items() if i != other.chart.id
     }
+    shuffled = by_kind["sentences_shuffled"]
+    intact_paragraphs = shuffled.intact.split("\n\n")
+    shuffled_paragraphs = shuffled.corrupted.split("\n\n")
+    assert [sorted(sentences(p)) for p in shuffled_paragraphs] == [
+        sorted(sentences(p)) for p in intact_paragraphs
+    ]
+    vague = by_kind["overview_vague"]
+    assert GOOD["overview"] not in vague.corrupted
+    assert vague.corrupted.split("\n\n")[:3] == vague.intact.split("\n\n")[:3]
+    assert ground_numbers(vague.corrupted.split("\n\n")[3], vague.chart, 0.02).mentioned == 0
 
 
 def test_pairs_skip_charts_a_kind_does_not_apply_to() -> None:
@@ -513,27 +525,26 @@ def test_pairs_skip_charts_a_kind_does_not_apply_to() -> None:
     assert [p.kind for p in one] == ["overview_dropped"]  # no other chart; no (chart, kind) twice
 
 
-def test_reliability_counts_ties_as_wrong_and_failures_apart() -> None:
+def test_audit_counts_ties_as_wrong_and_failures_apart_per_source() -> None:
     charts = [CHART.model_copy(update={"id": f"bar-{n}"}) for n in range(3)]
     pairs = build_pairs(charts, essays_for(charts), 4, CORRUPTION_KINDS[:2], 0, 0.02)
     outcomes = ["finetuned", "tie", "finetuned", None]
-    judged = []
-    for p, outcome in zip(pairs, outcomes, strict=True):
-        j = judgement_for(p.id, outcome)
-        judged.append(j)
-    report = reliability(pairs, judged, min_accuracy=0.7)
-    assert (report["pairs"], report["n"], report["correct"], report["judge_failures"]) == (
-        4,
-        3,
-        2,
-        1,
-    )
-    assert report["accuracy"] == round(2 / 3, 4) and report["reliable"] is False
-    assert report["per_kind"]["figures_altered"]["accuracy"] == 1.0
-    assert report["per_kind"]["paragraph_removed"]["accuracy"] == 0.0  # a tie is not right
-    assert reliability(pairs, judged, min_accuracy=0.6)["reliable"] is True
+    judged = [judgement_for(p.id, o) for p, o in zip(pairs, outcomes, strict=True)]
+    # the gate decides the first pair rightly, the second wrongly, abstains on the rest
+    gate = dict(zip([p.id for p in pairs], ["finetuned", "baseline", None, None], strict=True))
+    report = audit(pairs, gate, judged, min_accuracy=0.7)
+    llm = report["llm"]
+    assert (llm["pairs"], llm["n"], llm["correct"], llm["judge_failures"]) == (4, 3, 2, 1)
+    assert llm["accuracy"] == round(2 / 3, 4) and llm["reliable"] is False
+    assert (report["gate"]["decided"], report["gate"]["correct"]) == (2, 1)
+    assert report["gate"]["abstained"] == 2 and report["gate"]["reliable"] is False
+    # combined: gate right, gate wrong, LLM right, LLM failed -> 2 of 3
+    assert report["combined"] == {"n": 3, "correct": 2, "accuracy": round(2 / 3, 4)}
+    assert report["per_kind"]["figures_altered"]["llm"]["accuracy"] == 1.0
+    assert report["per_kind"]["paragraph_removed"]["llm"]["accuracy"] == 0.0  # a tie is wrong
+    assert audit(pairs, gate, judged, min_accuracy=0.6)["llm"]["reliable"] is True
     with pytest.raises(ValueError, match="do not match"):
-        reliability(pairs, judged[:2], 0.7)
+        audit(pairs, gate, judged[:2], 0.7)
 
 
 def judgement_for(pair_id: str, outcome: str | None) -> PairJudgement:
@@ -730,3 +741,45 @@ def test_server_logprobs_give_the_verdict_its_probabilities(serve, tmp_path: Pat
     # The logprobs are cached with the reply: a rerun reads the same probabilities.
     again = run_judge(client_for(stub, tmp_path / "cache"), [chart(1)], logprobs=3)
     assert again[0].verdicts[0].cached and again[0].probabilities == judged[0].probabilities
+
+
+# --------------------------------------------------------------------------- judge by URL
+
+
+def test_a_judge_by_url_gets_the_checks_findings_and_asks_for_json(serve) -> None:
+    """Each essay's findings sit beside it in both orders (A's findings follow essay A), and
+    the request carries the verdict's JSON schema (judge.structured_output)."""
+    seen: list[dict[str, Any]] = []
+
+    def judge(body: dict[str, Any]) -> str:
+        seen.append(body)
+        return prefers_figures(body)
+
+    stub, client = serve(judge)
+    charts = [chart(1)]
+    findings = {"bar-1": {"baseline": "Checks failed: loop.", "finetuned": "Checks failed: none."}}
+    params = JudgeParams(llm=llm_params(stub))
+    [judgement] = judge_pairs(
+        charts,
+        {"bar-1": ""},
+        {"bar-1": BASELINE},
+        {"bar-1": FINETUNED},
+        params,
+        client,
+        PROMPTS,
+        findings,
+    )
+    assert judgement.outcome == "finetuned"
+    schema = verdict_response_format()
+    assert all(b["response_format"] == schema for b in seen) and len(seen) == 2
+    for body in seen:
+        user = body["messages"][-1]["content"]
+        a, _ = essays_in(body)
+        first = user.split("<checks_essay_a>\n", 1)[1].split("\n</checks_essay_a>", 1)[0]
+        assert first == ("Checks failed: loop." if a == BASELINE else "Checks failed: none.")
+
+
+def test_the_embedded_judge_prompt_carries_no_findings_by_default() -> None:
+    assert not JudgeParams().shows_evidence()  # evidence: auto, no base_url
+    assert JudgeParams(llm=LLMParams(base_url="http://x/v1", model="m")).shows_evidence()
+    assert JudgeParams(evidence="on").shows_evidence()

@@ -100,7 +100,7 @@ def test_off_task() -> None:
 
     assert why("") == "empty"
     assert why("<analysis>only thinking</analysis>") == "empty"
-    assert why("What does the chart show? Which year was highest? Why?") == "question_list"
+    assert why("What does the chart show? Which year was highest? Why?") == "mostly_questions"
     listed = "- Spain: 46.4\n- Italy: 41.2\n- Spain 2020: 19"
     assert why(listed) == "list_format"
     assert why("| Year | Spain |\n| 2000 | 46.4 |") == "list_format"
@@ -109,11 +109,18 @@ def test_off_task() -> None:
     assert why(render_unstructured(GOOD)) is None
 
 
-def test_off_task_and_validation_share_one_question_list_rule() -> None:
-    # Two questions in an otherwise long essay: a question list for both (one definition).
+def test_question_list_has_one_meaning() -> None:
+    """ "question_list" is validation's reason for an essay that asks any question; a text made
+    of questions is off task under its own code, "mostly_questions" (it fails both)."""
+    from chartdistill.evaluation.metrics import check_essay
+
+    one = render_unstructured({**GOOD, "overview": GOOD["overview"] + " Why did it rise?"})
+    checked = check_essay(one, CHART, EssayBounds())
+    assert "question_list" in checked.reasons and checked.off_task is None
     text = render_unstructured(GOOD) + "\n\nWhy did it rise? What came next?"
     assert is_question_list(essay_body(text))
-    assert off_task(essay_body(text)) == "question_list"
+    assert off_task(essay_body(text)) == "mostly_questions"
+    assert "question_list" in check_essay(text, CHART, EssayBounds()).reasons
 
 
 def test_rouge_l() -> None:
@@ -145,8 +152,15 @@ def test_essay_metrics_for_a_bad_student_output() -> None:
     assert m["numeric_precision"] == 0.0 and m["key_value_recall"] == 0.0
     assert m["loop"] is True and m["off_task"] == "one_liner" and m["rouge_l"] is None
     assert m["valid"] is False
-    # validation sees only the sections found (none here); text-level flags cover the rest
-    assert str(m["reasons"]).split(",") == ["missing_section", "too_short", "too_few_numbers"]
+    # without sections validation reads the whole body: the loop and the false figure count
+    assert str(m["reasons"]).split(",") == [
+        "missing_section",
+        "too_short",
+        "loop",
+        "too_few_numbers",
+        "ungrounded_numbers",
+        "misattributed_numbers",
+    ]
 
 
 def test_value_and_attribution_level_precision_side_by_side() -> None:
@@ -158,3 +172,46 @@ def test_value_and_attribution_level_precision_side_by_side() -> None:
     assert m["numeric_precision"] == 1.0 and m["attributed_precision"] == 0.5
     good = essay_metrics(render_structured(GOOD), CHART, None, EssayBounds())
     assert good["attributed_precision"] == good["numeric_precision"] == 1.0
+
+
+def test_a_hedged_figure_counts_the_same_in_validation_metrics_and_report() -> None:
+    """'about 28 hours' for 30.1 (7 % off): outside the tolerance, inside an approx_tolerance
+    of 0.1 (not the default 0.05). Validation, the metrics and the report all read the bounds'
+    approx_tolerance through the one verification, so all three call it grounded; at the
+    default approx_tolerance all three call it ungrounded."""
+    from chartdistill.essay.text import verify_essay
+    from chartdistill.report.build import essay_view
+
+    sections = {
+        **GOOD,
+        "features_2": GOOD["features_2"] + " Women aged 16-24 spent about 28 hours.",
+    }
+    text = render_structured(sections)
+    for approx, grounded in ((0.1, True), (0.05, False)):
+        bounds = EssayBounds(approx_tolerance=approx)
+        validated = verify_essay(sections, CHART, bounds).grounding
+        metrics = essay_metrics(text, CHART, None, bounds)
+        report = essay_view(text, CHART, bounds).counts
+        assert (validated.ungrounded == []) is grounded
+        assert (metrics["numeric_precision"] == 1.0) is grounded
+        assert (report["ungrounded"] == 0) is grounded
+        assert metrics["numbers_grounded"] == validated.grounded
+        assert report["grounded"] + report["misattributed"] == validated.grounded
+
+
+def test_an_essay_known_by_its_sections_is_checked_as_written() -> None:
+    """The reference is checked from its sections (never rendered and parsed back), with the
+    same reasons, figures and metrics as its rendered text."""
+    from chartdistill.evaluation.metrics import check_essay, check_metrics, check_sections
+
+    bounds = EssayBounds()
+    for render, markers in ((render_structured, True), (render_unstructured, False)):
+        direct = check_sections(GOOD, CHART, bounds, had_markers=markers)
+        parsed = check_essay(render(GOOD), CHART, bounds)
+        assert direct.reasons == parsed.reasons
+        assert direct.verification.grounding == parsed.verification.grounding
+        assert check_metrics(direct, CHART, None, bounds) == check_metrics(
+            parsed, CHART, None, bounds
+        )
+    partial = check_sections({k: GOOD[k] for k in ("introduction", "overview")}, CHART, bounds)
+    assert "missing_section" in partial.reasons

@@ -36,7 +36,10 @@ def test_repro_runs_every_stage_then_does_nothing(
         train = _metrics(tiny_run, f"train_{variant}")
         assert train["steps"] == 2 and train["eval_loss"] > 0
         evaluation = _metrics(tiny_run, f"eval_{variant}")
-        assert evaluation["n"] == 4 and evaluation["without_reference"] == 2
+        # the two held-out charts are judged against the reference writer's essay
+        assert evaluation["n"] == 4 and evaluation["references"]["reference_writer"] == 2
+        by_source = evaluation["by_source"]
+        assert by_source["gate"]["n"] + by_source["llm"]["n"] == 4
         assert evaluation["wins"] + evaluation["ties"] + evaluation["losses"] == 4
         assert (tiny_run.root / f"plots/eval_{variant}.csv").read_text().startswith("chart_type")
         assert (tiny_run.root / "models" / variant / "adapter_config.json").exists()

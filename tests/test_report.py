@@ -16,10 +16,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from chartdistill.essay.sections import render_structured
+from chartdistill.essay.text import EssayBounds
 from chartdistill.io import read_jsonl, write_json, write_jsonl
 from chartdistill.report.build import essay_view, flat_numbers, loss_curve
 from tests.test_essays import CHART, GOOD
-from tests.test_evaluation import project, run_check, run_stage  # noqa: F401 - fixture
+from tests.test_evaluation import enable_gate, project, run_check, run_stage  # noqa: F401
 from tests.test_plots import CHROMIUM_FLAGS, _chromium
 
 MISATTRIBUTED = "Women aged 45-64 spent 32.5 hours a week online."  # 32.5: men aged 16-24
@@ -27,19 +28,19 @@ UNGROUNDED = "Men aged 16-24 spent 99 hours a week online."
 
 
 def marks_of(text: str) -> list[tuple[str, str | None]]:
-    view = essay_view(text, CHART, 0.02)
+    view = essay_view(text, CHART, EssayBounds())
     return [(s.text, s.mark) for p in view.paragraphs for s in p if s.mark]
 
 
 def test_every_figure_is_marked_by_its_grounding() -> None:
     text = f"{MISATTRIBUTED} {UNGROUNDED}\n\nMen aged 25-44 spent 24 hours online in 2020."
     assert marks_of(text) == [("32.5", "misattributed"), ("99", "ungrounded"), ("24", "grounded")]
-    view = essay_view(text, CHART, 0.02)
+    view = essay_view(text, CHART, EssayBounds())
     assert len(view.paragraphs) == 2
     assert "".join(s.text for s in view.paragraphs[0]) == f"{MISATTRIBUTED} {UNGROUNDED}"
     assert view.counts == {"grounded": 1, "misattributed": 1, "ungrounded": 1}
     # Section markers are not figures; the age bands are labels, not values.
-    good = essay_view(render_structured(GOOD), CHART, 0.02)
+    good = essay_view(render_structured(GOOD), CHART, EssayBounds())
     assert good.counts == {"grounded": 6, "misattributed": 0, "ungrounded": 0}
     assert not any("paragraph 1" in s.text for p in good.paragraphs for s in p if s.mark)
 
@@ -87,6 +88,7 @@ def judged(project, monkeypatch, tmp_path_factory):  # noqa: F811 - the imported
     baseline[1]["text"] = f"{MISATTRIBUTED} {UNGROUNDED}"
     write_jsonl(predictions / "baseline.jsonl", baseline)
     shutil.copyfile(predictions / "structured.jsonl", predictions / "unstructured.jsonl")
+    enable_gate(root)
     run_check(monkeypatch)
     run_stage(monkeypatch, "structured")
     run_stage(monkeypatch, "unstructured")
@@ -114,6 +116,9 @@ def run_report(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_report_stage_writes_pages_and_logs_to_the_training_run(judged, monkeypatch) -> None:
     root, client, run_id = judged
+    # the report reads what the judge stages matched, not the predictions or essays again
+    shutil.rmtree(root / "data/predictions")
+    shutil.rmtree(root / "data/essays")
     run_report(monkeypatch)
     out = root / "reports"
     assert sorted(p.name for p in out.iterdir()) == [
@@ -137,6 +142,13 @@ def test_report_stage_writes_pages_and_logs_to_the_training_run(judged, monkeypa
     assert "<polyline" in page and "http://" not in page and "https://" not in page
     assert "<script" not in page
     assert "known-answer pairs" in page and "length-controlled" in page
+    # the source beside each verdict: bar-1 (a clean essay against a faulty one) and bar-2 (the
+    # baseline fails more checks by the margin) by the gate, with its reason; line-1 by the LLM
+    verdicts = re.findall(r'source: <strong class="source">(\w+)</strong>', page)
+    assert verdicts == ["gate", "gate", "llm"]
+    assert "gate (clean_beats_faulty): finetuned is better" in page
+    assert "gate (margin): finetuned is better" in page and "gate abstains" in page
+    assert "By verdict source" in page and "table gate: trusted." in page
     # Essay text is escaped, never markup.
     assert "<analysis>" not in page
 

@@ -67,7 +67,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from chartdistill.config import Section
+from chartdistill.config import InputError, Section
 from chartdistill.data.records import CHART_TYPES, ChartRecord, ChartType, Reject
 from chartdistill.io import atomic_write_bytes
 
@@ -474,14 +474,14 @@ def _read_metadata(path: Path) -> dict[int, dict[str, str]]:
     import pandas as pd  # only the import needs it; params loading stays light
 
     if not path.is_file():
-        raise ValueError(f"{path}: metadata.csv not found (not a Chart-to-text dataset folder?)")
+        raise InputError(f"{path}: metadata.csv not found (not a Chart-to-text dataset folder?)")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: cannot read metadata: {exc}") from exc
+        raise InputError(f"{path}: cannot read metadata: {exc}") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     if "id" not in frame.columns and "datapath" not in frame.columns:
-        raise ValueError(f"{path}: metadata needs an 'id' or 'dataPath' column")
+        raise InputError(f"{path}: metadata needs an 'id' or 'dataPath' column")
     rows: dict[int, dict[str, str]] = {}
     for record in frame.to_dict(orient="records"):
         raw_id = record.get("id") or Path(record.get("datapath", "")).stem
@@ -515,10 +515,10 @@ def _add_split_file(path: Path, split: str, splits: dict[str, str]) -> None:
         log.warning("%s: empty split file", path)
         return
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot read split file: {exc}") from exc
+        raise InputError(f"{path}: cannot read split file: {exc}") from exc
     column = next((c for c in frame.columns if str(c).strip().lower() == "file_no"), None)
     if column is None:
-        raise ValueError(f"{path}: split file has no File_No column")
+        raise InputError(f"{path}: split file has no File_No column")
     for value in frame[column]:
         key = Path(value.strip()).stem
         if not key:
@@ -662,13 +662,15 @@ def _interleave(datasets: list[_Dataset]) -> Iterator[tuple[_Dataset, int]]:
 
 def _open_datasets(params: Chart2TextParams) -> list[_Dataset]:
     if params.root is None:
-        raise ValueError("charts.chart2text.root is not set: point it at a Chart-to-text checkout")
+        raise InputError("charts.chart2text.root is not set: point it at a Chart-to-text checkout")
     root = Path(params.root)
+    if not root.is_dir():
+        raise InputError(f"charts.chart2text.root: {root} is not a folder")
     datasets = [d for name in params.datasets if (d := _load_dataset(root, name)) is not None]
     found = {d.name for d in datasets}
     if not datasets:
         wanted = ", ".join("/".join(DATASET_DIRS[n]) for n in params.datasets)
-        raise ValueError(f"{root}: none of the requested datasets found (looked for {wanted})")
+        raise InputError(f"{root}: none of the requested datasets found (looked for {wanted})")
     for name in params.datasets:
         if name not in found:
             log.warning("%s: dataset %s not found, skipping", root, name)

@@ -18,11 +18,20 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from chartdistill.config import Section
-from chartdistill.data.records import ChartRecord, EssayRecord, Reject
+from chartdistill.config import InputError, PathsParams, Section
+from chartdistill.data.records import (
+    ChartRecord,
+    EssayRecord,
+    Reject,
+    load_charts,
+    load_essays,
+    save_records,
+)
 from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
 from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
 from chartdistill.essay.text import LENIENT_BOUNDS, EssayBounds, validate_essay, word_count
+from chartdistill.io import atomic_write_text
+from chartdistill.ocr import drop_mismatched, load_ocr, ocr_texts
 
 log = logging.getLogger(__name__)
 
@@ -291,3 +300,58 @@ def render_card(
         essays_in=metrics["essays_in"],
         reject_reasons=dict(sorted(Counter(r.reason for r in rejects).items())),
     )
+
+
+# --------------------------------------------------------------------------- the stage's work
+
+
+@dataclass
+class BuiltDatasets:
+    """What the datasets stage wrote and reports: its metrics and the rejects."""
+
+    metrics: dict[str, Any]
+    rejects: list[Reject]
+
+
+def build_datasets(
+    paths: PathsParams,
+    params: DatasetsParams,
+    generation: dict[str, Any],
+    hint_max_chars: int,
+) -> BuiltDatasets:
+    """The structured and unstructured datasets from the teacher essays: charts whose image
+    does not show their own title and labels dropped (one check over essays and held-out
+    charts), cleaning, dedup and splits, a leak check, the parquet files and dataset cards,
+    rejects.jsonl; InputError when a test item near-duplicates a train item or nothing is left
+    to train on."""
+    charts = {c.id: c for c in load_charts(paths.charts / "charts.jsonl")}
+    essays = load_essays(paths.essays / "essays.jsonl")
+    total = len(essays)
+    held_out = held_out_charts(charts, essays)
+    kept, mismatched = drop_mismatched([*essays, *held_out], paths.ocr / "rejects.jsonl")
+    held_ids = {c.id for c in held_out}
+    essays = [e for e in kept if isinstance(e, EssayRecord)]
+    held_out = [c for c in kept if isinstance(c, ChartRecord)]
+    mismatched_essays = [r for r in mismatched if r.item not in held_ids]
+    hints = ocr_texts(load_ocr(paths.ocr / "ocr.jsonl"), hint_max_chars)
+    examples, rejects, dedup = clean_essays(essays, charts, params)
+    examples += held_out_examples(held_out)
+    rejects = [*mismatched_essays, *rejects]
+    leaks = leaked_pairs(examples, params)
+    if leaks:
+        raise InputError(f"test items near-duplicate train items: {leaks[:5]}")
+    if not any(e.split == "train" for e in examples):
+        raise InputError(
+            f"no training example left ({len(rejects)} rejected; reasons in "
+            f"{paths.datasets / 'rejects.jsonl'})"
+        )
+    metrics = dataset_metrics(examples, rejects, total, dedup)
+    for variant in VARIANTS:
+        out = paths.datasets / variant
+        write_variant(examples, variant, paths.charts, out, hints)
+        card = render_card(variant, examples, metrics, rejects, generation)
+        atomic_write_text(out / "README.md", card)
+    mismatched_held_out = [r for r in mismatched if r.item in held_ids]
+    save_records(paths.datasets / "rejects.jsonl", [*rejects, *mismatched_held_out])
+    log.info("datasets: %s kept per split, %d rejected", metrics["per_split"], len(rejects))
+    return BuiltDatasets(metrics, rejects)

@@ -813,11 +813,16 @@ class Verification:
 
 
 def verify(
-    text: str, chart: ChartRecord, tolerance: float, approx_tolerance: float
+    text: str,
+    chart: ChartRecord,
+    tolerance: float,
+    approx_tolerance: float,
+    numbers: ChartNumbers | None = None,
 ) -> Verification:
     """The one check of a text against its chart: figures grounded and attributed
     (ground_numbers), and claims true (check_claims). Validation, the datasets filter,
-    evaluation and the report all call this, with their own bounds."""
-    numbers = ChartNumbers.from_chart(chart)
+    evaluation and the report all call this, with their own bounds; `numbers` is the chart's
+    prepared table when the caller checks several texts against one chart."""
+    numbers = numbers or ChartNumbers.from_chart(chart)
     grounding = ground_numbers(text, chart, tolerance, approx_tolerance, numbers=numbers)
     return Verification(grounding, check_claims(text, chart, numbers))

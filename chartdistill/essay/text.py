@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.claims import Verification, verify
-from chartdistill.essay.grounding import names_subject
+from chartdistill.essay.grounding import ChartNumbers, names_subject
 from chartdistill.essay.sections import SECTIONS
 
 REASON_CODES: tuple[str, ...] = (
@@ -471,6 +471,18 @@ def has_loop(text: str, max_repeated_trigram_rate: float) -> bool:
 
 def validate_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBounds) -> list[str]:
     """Reason codes (in REASON_CODES order) the essay fails on; an empty list means valid."""
+    return validation(sections, chart, bounds)[0]
+
+
+def validation(
+    sections: dict[str, str],
+    chart: ChartRecord,
+    bounds: EssayBounds,
+    numbers: ChartNumbers | None = None,
+) -> tuple[list[str], Verification]:
+    """validate_essay's reason codes and the one verification (figures and claims) of the
+    essay body they rest on, for callers that report both (evaluation, the judge's gate);
+    `numbers` is the chart's prepared table when the caller has it."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(
@@ -488,11 +500,11 @@ def validate_essay(sections: dict[str, str], chart: ChartRecord, bounds: EssayBo
     if count > bounds.max_words:
         failed.add("too_long")
     introduction = sections.get("introduction", "")
-    reasons, checked = _text_reasons(body, introduction, chart, bounds)
+    reasons, checked = _text_reasons(body, introduction, chart, bounds, numbers)
     failed.update(reasons)
     if checked.grounding.mentioned < bounds.min_numbers:
         failed.add("too_few_numbers")
-    return [code for code in REASON_CODES if code in failed]
+    return [code for code in REASON_CODES if code in failed], checked
 
 
 def section_reasons(section: str, text: str, chart: ChartRecord, bounds: EssayBounds) -> list[str]:
@@ -505,7 +517,11 @@ def section_reasons(section: str, text: str, chart: ChartRecord, bounds: EssayBo
 
 
 def _text_reasons(
-    text: str, introduction: str, chart: ChartRecord, bounds: EssayBounds
+    text: str,
+    introduction: str,
+    chart: ChartRecord,
+    bounds: EssayBounds,
+    numbers: ChartNumbers | None = None,
 ) -> tuple[set[str], Verification]:
     """Prose, loop, subject (of the introduction given), grounding and claim checks."""
     failed = set(prose_reasons(text))
@@ -513,7 +529,7 @@ def _text_reasons(
         failed.add("loop")
     if bounds.require_subject and introduction.strip() and not names_subject(introduction, chart):
         failed.add("off_subject")
-    checked = verify(text, chart, bounds.tolerance, bounds.approx_tolerance)
+    checked = verify(text, chart, bounds.tolerance, bounds.approx_tolerance, numbers)
     grounding = checked.grounding
     if grounding.fraction is not None and grounding.fraction < bounds.min_grounded_fraction:
         failed.add("ungrounded_numbers")

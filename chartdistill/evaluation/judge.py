@@ -34,6 +34,7 @@ from pydantic import Field
 from chartdistill.config import Section
 from chartdistill.data.records import ChartRecord
 from chartdistill.essay.text import clean_prose, strip_wrapping
+from chartdistill.evaluation.gate import GateParams, GateVerdict, Source
 from chartdistill.evaluation.known_answer import (
     CORRUPTION_KINDS,
     CorruptionKind,
@@ -84,12 +85,13 @@ _FENCE_OPEN = re.compile(r"```[a-zA-Z]*")
 
 
 class KnownAnswerParams(Section):
-    """Known-answer pairs (chartdistill.evaluation.known_answer): the teacher essay of a test
-    chart against a corrupted copy. `pairs` is the total number judged (both orders each), the
-    kinds taken in turn over the test charts; the evaluation is flagged unreliable when the
-    judge's accuracy on them is below `min_accuracy`."""
+    """Known-answer pairs (chartdistill.evaluation.known_answer): a true essay (the teacher's,
+    or the reference writer's for a held-out chart) against a corrupted copy. `pairs` is the
+    total number judged (the LLM in both orders, and the table gate), the kinds taken in turn
+    over the charts; each verdict source is flagged unreliable when its accuracy on the pairs
+    it decides is below `min_accuracy`."""
 
-    pairs: int = Field(default=5, ge=0)
+    pairs: int = Field(default=21, ge=0)
     kinds: tuple[CorruptionKind, ...] = CORRUPTION_KINDS
     min_accuracy: float = Field(default=0.7, ge=0, le=1)
     seed: int = 0
@@ -119,7 +121,17 @@ class JudgeParams(Section):
     prices: PriceTable = PriceTable()  # for judge_cost in metrics/eval_*.json
     # A server is asked for the verdict as a JSON schema (response_format); one that rejects
     # it is asked without, once per run, and its reply parsed as before.
-    structured_output: bool = False
+    structured_output: bool = True
+    gate: GateParams = GateParams()
+    # auto: a judge by URL gets the table checks' findings on each essay as evidence beside the
+    # table (reference-guided grading); the embedded model's prompt stays as measured.
+    evidence: Literal["auto", "on", "off"] = "auto"
+    # Held-out test charts without a teacher essay get the computed reference writer's essay
+    # (teacher/reference.py): the judge's reference, and a known-answer pair's true essay.
+    reference_writer: bool = True
+
+    def shows_evidence(self) -> bool:
+        return self.evidence == "on" or (self.evidence == "auto" and self.llm.base_url is not None)
 
 
 @dataclass
@@ -308,9 +320,44 @@ class PairJudgement:
     error: str | None = None
     probabilities: dict[str, float] | None = None
     expected_score: float | None = None
+    source: Source = "llm"  # gate: the table checks decided; llm: the judge model did
+    gate: dict[str, Any] | None = None  # the gate's faults per side, rule and reason
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def gate_record(verdict: GateVerdict) -> dict[str, Any]:
+    return {
+        "outcome": verdict.outcome,
+        "rule": verdict.rule,
+        "faults": verdict.faults,
+        "reason": verdict.reason,
+    }
+
+
+def decided_by_gate(
+    chart: ChartRecord, verdict: GateVerdict, llm: PairJudgement | None = None
+) -> PairJudgement:
+    """The pair's judgement when the gate decided it: its outcome, one-hot probabilities; the
+    LLM's order verdicts kept beside it when it was asked too (judge.gate.llm_on_decided)."""
+    outcome = verdict.outcome
+    if outcome is None:
+        raise ValueError(f"chart {chart.id}: the gate abstained")
+    probabilities = {key: float(key == outcome) for key in OUTCOMES}
+    return PairJudgement(
+        id=chart.id,
+        chart_type=chart.chart_type,
+        outcome=outcome,
+        single_order=False,
+        agree=None,
+        verdicts=llm.verdicts if llm else [],
+        bands=llm.bands if llm else {},
+        probabilities=probabilities,
+        expected_score=probabilities["finetuned"],
+        source="gate",
+        gate=gate_record(verdict),
+    )
 
 
 def combine(chart: ChartRecord, verdicts: list[OrderVerdict]) -> PairJudgement:
@@ -475,11 +522,14 @@ def judge_pairs(
     params: JudgeParams,
     client: CachedClient,
     prompts_dir: Path,
+    findings: dict[str, dict[str, str]] | None = None,
 ) -> list[PairJudgement]:
     """Judge every chart's fine-tuned essay against its baseline essay, in both orders.
 
     All requests go to the client in one call. A chart whose prompt cannot be
     rendered, or whose replies fail or cannot be parsed, gets a judgement with its error.
+    `findings` (chart id -> side -> text) is the table checks' evidence on each essay, shown
+    beside essay A and B when given.
     """
     verdicts: dict[str, list[OrderVerdict]] = {chart.id: [] for chart in charts}
     if len(verdicts) != len(charts):
@@ -506,8 +556,12 @@ def judge_pairs(
             )
             verdict = OrderVerdict(order=order, essay_a=ORDER_A[order])
             verdicts[chart.id].append(verdict)
+            evidence = (findings or {}).get(chart.id)
+            shown = _pair(order, *(evidence[s] for s in SIDES)) if evidence else ("", "")
             try:
-                messages = render_judge_messages(prompts_dir, chart, reference, essay_a, essay_b)
+                messages = render_judge_messages(
+                    prompts_dir, chart, reference, essay_a, essay_b, *shown
+                )
             except (OSError, ValueError) as exc:
                 log.error("chart %s: cannot build the judge prompt: %s", chart.id, exc)
                 verdict.error = f"prompt_error: {exc}"
@@ -549,6 +603,7 @@ def judge_known_answers(
     params: JudgeParams,
     client: CachedClient,
     prompts_dir: Path,
+    findings: dict[str, dict[str, str]] | None = None,
 ) -> list[PairJudgement]:
     """Judge each known-answer pair like a student pair, without a reference essay: the
     corrupted copy takes the baseline side, the intact essay the fine-tuned side."""
@@ -560,6 +615,7 @@ def judge_known_answers(
         params,
         client,
         prompts_dir,
+        findings,
     )
 
 

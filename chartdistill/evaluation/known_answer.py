@@ -6,7 +6,13 @@ verdict is known: the intact essay is better. The flaws are what students get wr
 - paragraph_removed: one key-features paragraph is gone;
 - overview_dropped: the overview is gone;
 - looped_sentence: a sentence repeats itself several times (the degenerate-decoding loop);
-- other_chart: the essay of another test chart (right form, wrong chart).
+- other_chart: the essay of another test chart (right form, wrong chart);
+- sentences_shuffled: the sentences of each paragraph out of their order (same words, figures
+  and claims: the table gate cannot see it);
+- overview_vague: the overview replaced by generic sentences that state no trend or extreme
+  (no figure, no claim: the gate cannot see it either).
+The last two are the kinds only a reader (the LLM judge) can catch: they measure the LLM's
+share of the verdicts instead of assuming it (GATE_BLIND_KINDS).
 
 The pairs are judged like the students (both orders, same judge, same prompt) but without a
 reference essay: with the teacher essay as reference, the intact candidate would simply be the
@@ -31,7 +37,13 @@ from chartdistill.essay.text import sentences
 log = logging.getLogger(__name__)
 
 CorruptionKind = Literal[
-    "figures_altered", "paragraph_removed", "overview_dropped", "looped_sentence", "other_chart"
+    "figures_altered",
+    "paragraph_removed",
+    "overview_dropped",
+    "looped_sentence",
+    "other_chart",
+    "sentences_shuffled",
+    "overview_vague",
 ]
 CORRUPTION_KINDS: tuple[CorruptionKind, ...] = (
     "figures_altered",
@@ -39,6 +51,16 @@ CORRUPTION_KINDS: tuple[CorruptionKind, ...] = (
     "overview_dropped",
     "looped_sentence",
     "other_chart",
+    "sentences_shuffled",
+    "overview_vague",
+)
+# Kinds the table gate cannot see by construction: it should abstain on them.
+GATE_BLIND_KINDS: tuple[CorruptionKind, ...] = ("sentences_shuffled", "overview_vague")
+_VAGUE_OVERVIEW = (
+    "Overall, the chart presents a number of different figures for the categories shown.",
+    "There are some similarities and some differences between them, each worth noting.",
+    "Taken together, the information gives a general picture of the topic in question.",
+    "Some of the figures are higher and some are lower, as the data make clear.",
 )
 JUDGE_CHECK_METRICS = "judge.json"  # under paths.metrics: the judge_check stage's figures
 KNOWN_ANSWER_NAME = "known_answer"  # judgements/<name>.jsonl and judge_cache/<name>/
@@ -110,6 +132,32 @@ def _loop(sections: dict[str, str], rng: random.Random) -> str | None:
     return None
 
 
+def _shuffled(sections: dict[str, str], rng: random.Random) -> str | None:
+    """Each paragraph's sentences in another order (a paragraph of one sentence stays)."""
+    out = {}
+    for name in SECTIONS:
+        said = [s.strip() for s in sentences(sections[name]) if s.strip()]
+        if len(said) > 1:
+            moved = said[:]
+            while moved == said:
+                rng.shuffle(moved)
+            said = moved
+        out[name] = " ".join(said)
+    changed = any(out[n] != " ".join(s.strip() for s in sentences(sections[n])) for n in SECTIONS)
+    return render_unstructured(out) if changed else None
+
+
+def _vague(sections: dict[str, str]) -> str:
+    """The overview replaced by generic sentences, at least as many words as it had."""
+    words = len(sections["overview"].split())
+    vague: list[str] = []
+    for sentence in _VAGUE_OVERVIEW:
+        if vague and sum(len(v.split()) for v in vague) >= words:
+            break
+        vague.append(sentence)
+    return render_unstructured({**sections, "overview": " ".join(vague)})
+
+
 def _without(sections: dict[str, str], drop: str) -> str:
     return "\n\n".join(sections[name].strip() for name in SECTIONS if name != drop)
 
@@ -136,6 +184,10 @@ def corrupt(
         same_type = [o for o in candidates if o[0].chart_type == chart.chart_type]
         pool = same_type or candidates
         return render_unstructured(rng.choice(pool)[1]) if pool else None
+    if kind == "sentences_shuffled":
+        return _shuffled(sections, rng)
+    if kind == "overview_vague":
+        return _vague(sections)
     raise ValueError(f"unknown corruption kind {kind!r}")
 
 
@@ -177,44 +229,104 @@ def build_pairs(
     return pairs
 
 
-def reliability(
-    pairs: Sequence[KnownAnswerPair], judgements: Sequence[Any], min_accuracy: float
-) -> dict[str, Any]:
-    """The judge's accuracy on known-answer pairs, overall and per kind, its position
-    consistency, and whether the evaluation can be trusted (`reliable`).
+def _llm_stats(subset: Sequence[KnownAnswerPair], by_id: dict[str, Any]) -> dict[str, Any]:
+    """The LLM judge on these pairs: a pair is correct when the debiased outcome picks the
+    intact essay ("finetuned"); a tie is not correct; `expected_accuracy` is the mean probability
+    it gives the intact essay (ties half); pairs without a verdict are `judge_failures`."""
+    judged = [by_id[p.id] for p in subset if by_id[p.id].outcome is not None]
+    both = [j for j in judged if j.agree is not None]
+    correct = sum(j.outcome == "finetuned" for j in judged)
+    scores = [j.expected_score for j in judged if j.expected_score is not None]
+    return {
+        "pairs": len(subset),
+        "n": len(judged),
+        "correct": correct,
+        "accuracy": _rate(correct, len(judged)),
+        "expected_accuracy": round(sum(scores) / len(scores), _DIGITS) if scores else None,
+        "ties": sum(j.outcome == "tie" for j in judged),
+        "judge_failures": len(subset) - len(judged),
+        "position_consistency": _rate(sum(bool(j.agree) for j in both), len(both)),
+    }
 
-    A pair is correct when the debiased outcome picks the intact essay ("finetuned"); a tie is
-    not correct. `expected_accuracy` is the mean probability the judge gives the intact essay
-    (ties half). Pairs without a verdict are counted in `judge_failures`, never as wrong.
+
+def _rate(count: int, n: int) -> float | None:
+    return round(count / n, _DIGITS) if n else None
+
+
+def _gate_stats(subset: Sequence[KnownAnswerPair], gate: dict[str, str | None]) -> dict[str, Any]:
+    """The table gate on these pairs: how many it decided, how many of those it got right
+    (the intact essay, "finetuned"), and how many it left to the LLM."""
+    decided = [p for p in subset if gate[p.id] is not None]
+    correct = sum(gate[p.id] == "finetuned" for p in decided)
+    return {
+        "pairs": len(subset),
+        "decided": len(decided),
+        "correct": correct,
+        "accuracy": _rate(correct, len(decided)),
+        "abstained": len(subset) - len(decided),
+        "abstain_rate": _rate(len(subset) - len(decided), len(subset)),
+    }
+
+
+def audit(
+    pairs: Sequence[KnownAnswerPair],
+    gate: dict[str, str | None],
+    judgements: Sequence[Any],
+    min_accuracy: float,
+) -> dict[str, Any]:
+    """The gate and the LLM judge measured separately on the same known-answer pairs, per kind.
+
+    `gate` is the table gate's outcome per pair id (None: it abstains); `judgements` are the
+    LLM's verdicts on every pair (the gate's decisions do not spare the LLM here, so its
+    accuracy is measured on every kind). `combined` is what the judge stage does: the gate
+    where it decides, the LLM elsewhere. Each source is `reliable` when its accuracy on the
+    pairs it decides reaches `min_accuracy`; the gate's abstention is reported on the kinds it
+    cannot see (GATE_BLIND_KINDS), where it must not guess.
     """
     by_id = {j.id: j for j in judgements}
-    if set(by_id) != {p.id for p in pairs}:
-        raise ValueError("known-answer judgements do not match the pairs")
+    ids = {p.id for p in pairs}
+    if set(by_id) != ids or set(gate) != ids:
+        raise ValueError("known-answer verdicts do not match the pairs")
 
-    def stats(subset: Sequence[KnownAnswerPair]) -> dict[str, Any]:
-        judged = [by_id[p.id] for p in subset if by_id[p.id].outcome is not None]
-        both = [j for j in judged if j.agree is not None]
-        correct = sum(j.outcome == "finetuned" for j in judged)
-        scores = [j.expected_score for j in judged if j.expected_score is not None]
-        return {
-            "pairs": len(subset),
-            "n": len(judged),
-            "correct": correct,
-            "accuracy": round(correct / len(judged), _DIGITS) if judged else None,
-            "expected_accuracy": round(sum(scores) / len(scores), _DIGITS) if scores else None,
-            "ties": sum(j.outcome == "tie" for j in judged),
-            "judge_failures": len(subset) - len(judged),
-            "position_consistency": (
-                round(sum(bool(j.agree) for j in both) / len(both), _DIGITS) if both else None
-            ),
-        }
+    def combined(subset: Sequence[KnownAnswerPair]) -> dict[str, Any]:
+        outcomes = [gate[p.id] or by_id[p.id].outcome for p in subset]
+        judged = [o for o in outcomes if o is not None]
+        correct = sum(o == "finetuned" for o in judged)
+        return {"n": len(judged), "correct": correct, "accuracy": _rate(correct, len(judged))}
 
-    overall = stats(pairs)
     kinds = list(dict.fromkeys(p.kind for p in pairs))
-    accuracy = overall["accuracy"]
+    blind = [p for p in pairs if p.kind in GATE_BLIND_KINDS]
+    visible = [p for p in pairs if p.kind not in GATE_BLIND_KINDS]
+    gate_stats = _gate_stats(pairs, gate)
+    llm_stats = _llm_stats(pairs, by_id)
     return {
-        **overall,
-        "per_kind": {k: stats([p for p in pairs if p.kind == k]) for k in kinds},
+        "pairs": len(pairs),
+        "gate": {
+            **gate_stats,
+            "visible": _gate_stats(visible, gate),
+            "blind": _gate_stats(blind, gate),
+            "reliable": gate_stats["accuracy"] is not None
+            and gate_stats["accuracy"] >= min_accuracy,
+        },
+        "llm": {
+            **llm_stats,
+            "reliable": llm_stats["accuracy"] is not None and llm_stats["accuracy"] >= min_accuracy,
+        },
+        "combined": combined(pairs),
+        "per_kind": {
+            kind: {
+                "gate_blind": kind in GATE_BLIND_KINDS,
+                "gate": _gate_stats(subset, gate),
+                "llm": _llm_stats(subset, by_id),
+                "combined": combined(subset),
+            }
+            for kind in kinds
+            for subset in ([p for p in pairs if p.kind == kind],)
+        },
         "min_accuracy": min_accuracy,
-        "reliable": accuracy is not None and accuracy >= min_accuracy,
     }
+
+
+def trusted_sources(check: dict[str, Any]) -> dict[str, bool]:
+    """Which verdict sources a reader may trust, from a judge.json audit."""
+    return {source: bool((check.get(source) or {}).get("reliable")) for source in ("gate", "llm")}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from chartdistill.data.records import ChartRecord
-from chartdistill.essay.grounding import ChartNumbers, ground_numbers
+from chartdistill.essay.claims import Verification
+from chartdistill.essay.grounding import ChartNumbers
 from chartdistill.essay.sections import SECTIONS
 from chartdistill.essay.text import (
     EssayBounds,
@@ -22,12 +24,14 @@ from chartdistill.essay.text import (
     parse_sections,
     repeated_ngram_rate,
     sentences,
-    validate_essay,
+    validation,
     word_count,
     words,
 )
 
 __all__ = [
+    "EssayCheck",
+    "check_essay",
     "essay_metrics",
     "key_value_recall",
     "key_values",
@@ -40,7 +44,9 @@ __all__ = [
     "word_count",
 ]
 
-OFF_TASK_CODES: tuple[str, ...] = ("empty", "question_list", "list_format", "one_liner")
+# "mostly_questions": questions make up the text (is_question_list); not "question_list", the
+# validation reason an essay gets for asking any question at all (one code, one meaning).
+OFF_TASK_CODES: tuple[str, ...] = ("empty", "mostly_questions", "list_format", "one_liner")
 _ONE_LINER_WORDS = 30
 _LIST_FORMAT_MIN_LINES = 3
 
@@ -91,9 +97,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def key_value_recall(body: str, chart: ChartRecord, tolerance: float) -> float:
+def key_value_recall(
+    body: str, chart: ChartRecord, tolerance: float, numbers: ChartNumbers | None = None
+) -> float:
     """Share of the chart's key values that the essay body states."""
-    table = ChartNumbers.from_chart(chart)
+    table = numbers or ChartNumbers.from_chart(chart)
     mentions = table.split(body, tolerance)[0]
     keys = key_values(chart)
     stated = sum(
@@ -109,12 +117,12 @@ def structure_compliance(parsed: ParsedEssay) -> bool:
 
 
 def off_task(body: str) -> str | None:
-    """Why the essay body is not an essay at all ("empty", "question_list", "list_format",
+    """Why the essay body is not an essay at all ("empty", "mostly_questions", "list_format",
     "one_liner"), or None."""
     if word_count(body) == 0:
         return "empty"
     if is_question_list(body):
-        return "question_list"
+        return "mostly_questions"
     listed, lines = list_lines(body)
     if listed >= _LIST_FORMAT_MIN_LINES or (listed and 2 * listed >= lines):
         return "list_format"
@@ -147,19 +155,105 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
     return previous[-1]
 
 
+@dataclass(frozen=True)
+class EssayCheck:
+    """One essay checked against its chart, once: the sections parsed, the validation reasons
+    at the evaluation bounds and the verification (figures and claims) they rest on, and why
+    the essay is no essay at all (off_task). Metrics, the judge's gate and the report read
+    this; nothing grounds the essay again."""
+
+    text: str
+    parsed: ParsedEssay
+    reasons: list[str]
+    verification: Verification
+    off_task: str | None
+    key_value_recall: float
+
+    @property
+    def body(self) -> str:
+        return self.parsed.body
+
+
+def checked_sections(parsed: ParsedEssay) -> dict[str, str]:
+    """What validation reads: the sections found (all four, or those there were), else the
+    whole body as one key-features paragraph, so an essay without markers is still checked
+    for its figures, claims and loops (and fails missing_section)."""
+    if parsed.partial:
+        return parsed.partial
+    return {"features_1": parsed.body} if parsed.body.strip() else {}
+
+
+def check_essay(
+    text: str, chart: ChartRecord, bounds: EssayBounds, numbers: ChartNumbers | None = None
+) -> EssayCheck:
+    """Check one essay against its chart at `bounds` (one grounding, one claims check)."""
+    numbers = numbers or ChartNumbers.from_chart(chart)
+    parsed = parse_sections(text)
+    reasons, verification = validation(checked_sections(parsed), chart, bounds, numbers)
+    return EssayCheck(
+        text=text,
+        parsed=parsed,
+        reasons=reasons,
+        verification=verification,
+        off_task=off_task(parsed.body),
+        key_value_recall=key_value_recall(parsed.body, chart, bounds.tolerance, numbers),
+    )
+
+
+def check_sections(
+    sections: dict[str, str],
+    chart: ChartRecord,
+    bounds: EssayBounds,
+    numbers: ChartNumbers | None = None,
+    had_markers: bool = True,
+) -> EssayCheck:
+    """check_essay for an essay known by its sections (a teacher or reference-writer essay):
+    checked as written, never rendered and parsed back; `had_markers` says whether the text
+    the judge saw carried the section markers (the structured variant)."""
+    numbers = numbers or ChartNumbers.from_chart(chart)
+    body = "\n\n".join(sections[name].strip() for name in SECTIONS if name in sections)
+    complete = all(name in sections for name in SECTIONS)
+    parsed = ParsedEssay(
+        sections=dict(sections) if complete else None,
+        reasoning="",
+        error=None if complete else "missing sections",
+        had_markers=had_markers,
+        body=body,
+        partial=dict(sections),
+        marker_order=[name for name in SECTIONS if name in sections] if had_markers else [],
+    )
+    reasons, verification = validation(checked_sections(parsed), chart, bounds, numbers)
+    return EssayCheck(
+        text=body,
+        parsed=parsed,
+        reasons=reasons,
+        verification=verification,
+        off_task=off_task(body),
+        key_value_recall=key_value_recall(body, chart, bounds.tolerance, numbers),
+    )
+
+
 def essay_metrics(
     text: str, chart: ChartRecord, reference: str | None, bounds: EssayBounds
 ) -> dict[str, float | bool | str | None]:
-    """All automatic metrics for one essay; `reference` (the teacher essay) enables ROUGE-L.
+    """All automatic metrics for one essay (check_essay, then check_metrics)."""
+    reference_body = None if reference is None else essay_body(reference)
+    return check_metrics(check_essay(text, chart, bounds), chart, reference_body, bounds)
+
+
+def check_metrics(
+    check: EssayCheck, chart: ChartRecord, reference_body: str | None, bounds: EssayBounds
+) -> dict[str, float | bool | str | None]:
+    """All automatic metrics for one checked essay; `reference_body` (the reference essay's
+    body, without markers) enables ROUGE-L.
 
     Text-level figures (words, numbers, loop, off_task, rouge_l) read the whole essay body;
-    `valid` and `reasons` come from validate_essay on the sections the parser found, so an
-    unparseable output is invalid with "missing_section" among its reasons.
+    `valid` and `reasons` come from the validation in `check` (an unparseable output is
+    invalid with "missing_section" among its reasons).
     """
-    parsed = parse_sections(text)
+    parsed = check.parsed
     body = parsed.body
-    grounding = ground_numbers(body, chart, bounds.tolerance)
-    reasons = validate_essay(parsed.sections or parsed.partial, chart, bounds)
+    grounding = check.verification.grounding
     words_in_body = word_count(body)
     return {
         "words": words_in_body,
@@ -173,12 +267,13 @@ def essay_metrics(
         "numbers_attributed": grounding.attributed,
         # attribution level: the figure belongs to the row or series its sentence names
         "attributed_precision": grounding.attributed_fraction,
-        "key_value_recall": key_value_recall(body, chart, bounds.tolerance),
+        "false_claims": len(check.verification.false_claims),
+        "key_value_recall": check.key_value_recall,
         "label_recall": label_recall(body, chart),
         "repeated_trigram_rate": repeated_ngram_rate(body, 3),
         "loop": has_loop(body, bounds.max_repeated_trigram_rate),
-        "off_task": off_task(body),
-        "rouge_l": None if reference is None else rouge_l(body, essay_body(reference)),
-        "valid": not reasons,
-        "reasons": ",".join(reasons),
+        "off_task": check.off_task,
+        "rouge_l": None if reference_body is None else rouge_l(body, reference_body),
+        "valid": not check.reasons,
+        "reasons": ",".join(check.reasons),
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from chartdistill.config import Section
 from chartdistill.data.records import CHART_TYPES, ChartRecord, EssayRecord
 from chartdistill.essay.sections import SECTIONS, VARIANTS
 from chartdistill.essay.text import EssayBounds, clean_prose, essay_body, word_count
+from chartdistill.evaluation.gate import SOURCES
 from chartdistill.evaluation.judge import CRITERIA, SIDES, PairJudgement
 from chartdistill.evaluation.metrics import essay_metrics, wilson_interval
 from chartdistill.evaluation.winrate import (
@@ -122,14 +123,23 @@ class EvalInputs:
     references: dict[str, str]  # the teacher essay rendered like the variant; "" held out
     baseline: dict[str, str]
     finetuned: dict[str, str]
+    # held-out charts whose reference is the computed reference writer's (judge.reference_writer)
+    reference_writer: set[str] = field(default_factory=set)
+    # each reference's sections, as written (checked as they are, never parsed back)
+    reference_sections: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def reference_texts(essays: Iterable[EssayRecord], variant: str) -> dict[str, str]:
     """Teacher essays with all four sections, rendered in the variant's format, by chart id (a
     stepwise essay that failed part-way keeps the sections it got: it is no reference)."""
     render = _renderer(variant)
+    return {i: render(sections) for i, sections in reference_sections(essays).items()}
+
+
+def reference_sections(essays: Iterable[EssayRecord]) -> dict[str, dict[str, str]]:
+    """The sections of every teacher essay that has all four, by chart id."""
     return {
-        e.id: render(e.sections)
+        e.id: dict(e.sections)
         for e in essays
         if e.sections is not None and all(name in e.sections for name in SECTIONS)
     }
@@ -189,6 +199,9 @@ def match_inputs(
     return EvalInputs(
         charts=[by_id[i] for i in ids],
         references={i: references.get(i, "") for i in ids},
+        reference_sections={
+            i: sections for i, sections in reference_sections(essays).items() if i in references
+        },
         baseline={i: baseline[i].text for i in ids},
         finetuned={i: finetuned[i].text for i in ids},
     )
@@ -402,6 +415,13 @@ def eval_summary(
     scale = overall["length_scale"]
     summary: dict[str, Any] = {
         **overall,
+        # the table gate's verdicts and the LLM judge's, each with its own intervals
+        "by_source": {
+            source: outcome_stats(
+                [j for j in judgements if j.source == source], length_diffs, params, scale
+            )
+            for source in SOURCES
+        },
         "failure_reasons": failure_reasons(judgements),
         "per_type": {
             t: outcome_stats(
@@ -429,19 +449,24 @@ def eval_summary(
         },
     }
     if judge_check is not None:
-        summary["judge_check"] = {
-            key: judge_check.get(key)
-            for key in (
-                "accuracy",
-                "expected_accuracy",
-                "position_consistency",
-                "n",
-                "judge_failures",
-                "reliable",
-                "same_model_as_teacher",
-            )
-        }
+        summary["judge_check"] = judge_check_brief(judge_check)
     return summary
+
+
+def judge_check_brief(check: dict[str, Any]) -> dict[str, Any]:
+    """The known-answer audit's figures repeated beside the win rates: per source, its accuracy
+    on the pairs it decided and whether its verdicts may be trusted."""
+    gate, llm = check.get("gate") or {}, check.get("llm") or {}
+    return {
+        "pairs": check.get("pairs"),
+        "gate": {k: gate.get(k) for k in ("decided", "accuracy", "abstained", "reliable")},
+        "llm": {
+            k: llm.get(k)
+            for k in ("n", "accuracy", "expected_accuracy", "position_consistency", "reliable")
+        },
+        "combined_accuracy": (check.get("combined") or {}).get("accuracy"),
+        "same_model_as_teacher": check.get("same_model_as_teacher"),
+    }
 
 
 def win_rate_plot_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,10 +11,17 @@ from chartdistill.prompts.render import chart_context, fence_safe, render_templa
 
 
 def render_judge_messages(
-    prompts_dir: Path, chart: ChartRecord, reference: str, essay_a: str, essay_b: str
+    prompts_dir: Path,
+    chart: ChartRecord,
+    reference: str,
+    essay_a: str,
+    essay_b: str,
+    findings_a: str = "",
+    findings_b: str = "",
 ) -> list[dict[str, Any]]:
     """OpenAI chat messages for a pairwise judgement of essays A and B (JSON reply); an empty
-    `reference` leaves the reference essay out (known-answer pairs)."""
+    `reference` leaves the reference essay out (known-answer pairs); `findings_a/b` are the
+    table checks' findings on each essay (evidence; left out when empty)."""
     prompts_dir = Path(prompts_dir)
     name = load_type_prompt(prompts_dir, chart.chart_type).name
     user = render_template(
@@ -24,6 +31,8 @@ def render_judge_messages(
         reference=fence_safe(reference.strip()),
         essay_a=fence_safe(essay_a.strip()),
         essay_b=fence_safe(essay_b.strip()),
+        findings_a=fence_safe(findings_a.strip()),
+        findings_b=fence_safe(findings_b.strip()),
     )
     system = render_template(prompts_dir, "judge_system.md")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

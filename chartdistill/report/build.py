@@ -13,6 +13,7 @@ the values they show.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -25,11 +26,13 @@ from typing import Any
 import jinja2
 from pydantic import Field
 
-from chartdistill.config import Section
-from chartdistill.data.records import ChartRecord
-from chartdistill.essay.grounding import ground_numbers, value_mentions
-from chartdistill.essay.text import essay_body
-from chartdistill.io import atomic_write_text
+from chartdistill.config import InputError, PathsParams, Section
+from chartdistill.data.records import ChartRecord, load_charts
+from chartdistill.essay.claims import verify
+from chartdistill.essay.grounding import ChartNumbers
+from chartdistill.essay.text import EssayBounds, essay_body
+from chartdistill.evaluation.known_answer import JUDGE_CHECK_METRICS, trusted_sources
+from chartdistill.io import atomic_write_text, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +79,19 @@ class EssayView:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _statuses(text: str, chart: ChartRecord, tolerance: float) -> list[tuple[tuple[int, int], str]]:
-    """(span, mark) of each value mention, in text order. ground_numbers reports its verdicts
-    as lists of mention texts in text order; they are matched back onto the mentions' spans
-    (a year read as a date is in neither list and is left unmarked)."""
-    grounding = ground_numbers(text, chart, tolerance)
+def _statuses(
+    text: str, chart: ChartRecord, bounds: EssayBounds, numbers: ChartNumbers
+) -> list[tuple[tuple[int, int], str]]:
+    """(span, mark) of each value mention, in text order, from the one verification (claims.
+    verify at the evaluation bounds, hedged figures included). The grounding reports its
+    verdicts as lists of mention texts in text order; they are matched back onto the mentions'
+    spans (a year read as a date is in neither list and is left unmarked)."""
+    grounding = verify(text, chart, bounds.tolerance, bounds.approx_tolerance, numbers).grounding
     ungrounded = list(grounding.ungrounded)
     misattributed = list(grounding.misattributed)
     dates = [t for t in grounding.labels]
     out = []
-    for mention in value_mentions(text, chart, tolerance):
+    for mention in numbers.split(text, bounds.tolerance)[0]:
         if ungrounded and ungrounded[0] == mention.text:
             ungrounded.pop(0)
             out.append((mention.span, "ungrounded"))
@@ -99,15 +105,17 @@ def _statuses(text: str, chart: ChartRecord, tolerance: float) -> list[tuple[tup
     return out
 
 
-def essay_view(text: str, chart: ChartRecord, tolerance: float) -> EssayView:
-    """The essay body in paragraphs, each figure a marked segment."""
+def essay_view(text: str, chart: ChartRecord, bounds: EssayBounds) -> EssayView:
+    """The essay body in paragraphs, each figure a marked segment (grounding is per sentence,
+    so a paragraph's marks are the essay's)."""
+    numbers = ChartNumbers.from_chart(chart)
     counts = dict.fromkeys(MARKS, 0)
     paragraphs = []
     for paragraph in (p.strip() for p in essay_body(text).split("\n\n")):
         if not paragraph:
             continue
         segments, cursor = [], 0
-        for (start, end), mark in _statuses(paragraph, chart, tolerance):
+        for (start, end), mark in _statuses(paragraph, chart, bounds, numbers):
             if start > cursor:
                 segments.append(Segment(paragraph[cursor:start]))
             segments.append(Segment(paragraph[start:end], mark))
@@ -180,20 +188,21 @@ class ChartView:
 def chart_views(
     judgements: Sequence[dict[str, Any]],
     charts: dict[str, ChartRecord],
-    texts: dict[str, dict[str, str]],
     images: dict[str, str],
-    tolerance: float,
+    bounds: EssayBounds,
     limit: int | None = None,
 ) -> list[ChartView]:
-    """One view per judged chart (judgement file order), up to `limit`."""
+    """One view per judged chart (judgement file order), up to `limit`; the essays are the
+    texts the judge stage judged (each judgement row's `texts`)."""
     views = []
     for judgement in judgements[:limit] if limit else judgements:
         chart = charts[judgement["id"]]
+        texts = judgement.get("texts") or {}
         views.append(
             ChartView(
                 chart=chart,
                 image=images.get(chart.id, ""),
-                essays={w: essay_view(texts[w][chart.id], chart, tolerance) for w in WRITERS},
+                essays={w: essay_view(texts.get(w, ""), chart, bounds) for w in WRITERS},
                 judgement=judgement,
             )
         )
@@ -253,6 +262,81 @@ def _num(value: Any, digits: int = 3) -> str:
 def write_page(path: Path, template: str, **values: Any) -> Path:
     atomic_write_text(path, render(template, **values))
     return path
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _required(path: Path) -> Path:
+    if not path.is_file():
+        raise InputError(f"{path} not found (run the judge stages first)")
+    return path
+
+
+def build_report(
+    paths: PathsParams, params: ReportParams, bounds: EssayBounds, variants: Sequence[str]
+) -> list[Path]:
+    """Every variant's page and the index under paths.reports, from what the judge stages
+    wrote (their judgement rows carry the texts judged); with `params.mlflow` each page and the
+    evaluation figures go to the variant's training run. Returns the pages written."""
+    charts = {c.id: c for c in load_charts(paths.charts / "charts.jsonl")}
+    check = read_json(_required(paths.metrics / JUDGE_CHECK_METRICS))
+    trusted = trusted_sources(check)
+    out = paths.reports
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    pages = []
+    for variant in variants:
+        summary = read_json(_required(paths.metrics / f"eval_{variant}.json"))
+        judgements = list(read_jsonl(_required(paths.judgements / f"{variant}.jsonl")))
+        unknown = [j["id"] for j in judgements if j["id"] not in charts]
+        if unknown:
+            raise InputError(f"{paths.judgements / variant}.jsonl: charts {unknown[:5]} unknown")
+        images = copy_images([charts[j["id"]] for j in judgements], paths.charts, out)
+        loss_csv = paths.plots / f"train_{variant}.csv"
+        rows = list(csv.DictReader(loss_csv.open(encoding="utf-8"))) if loss_csv.is_file() else []
+        groups = [("all chart types", summary["auto"])]
+        groups += list(summary.get("auto_per_type", {}).items())
+        page = write_page(
+            out / f"{variant}.html",
+            "variant.html.j2",
+            variant=variant,
+            summary=summary,
+            check=check,
+            trusted=trusted,
+            curve=loss_curve(rows),
+            charts=chart_views(judgements, charts, images, bounds, params.max_charts),
+            metric_groups=groups,
+        )
+        pages.append(page)
+        log.info("%s: %s (%d charts)", variant, page, len(judgements))
+    index = write_page(
+        out / "index.html",
+        "index.html.j2",
+        variants=[
+            {"name": v, "summary": read_json(paths.metrics / f"eval_{v}.json")} for v in variants
+        ],
+        check=check,
+        trusted=trusted,
+    )
+    if params.mlflow:
+        for variant, page in zip(variants, pages, strict=True):
+            _log_variant(paths, variant, [page, index], out, check)
+    return [*pages, index]
+
+
+def _log_variant(
+    paths: PathsParams, variant: str, files: list[Path], out: Path, check: dict[str, Any]
+) -> None:
+    train = paths.metrics / f"train_{variant}.json"
+    run_id = read_json(train).get("mlflow_run_id") if train.is_file() else None
+    if not run_id:
+        log.info("%s: no MLflow training run recorded; the report is not logged", variant)
+        return
+    summary = read_json(paths.metrics / f"eval_{variant}.json")
+    figures = flat_numbers({"eval": summary, "judge": check})
+    if log_to_training_run(run_id, files, out / IMAGES_DIR, figures):
+        log.info("%s: report and %d figures logged to run %s", variant, len(figures), run_id)
 
 
 # --------------------------------------------------------------------------- MLflow

@@ -1,0 +1,123 @@
+"""The table gate: a verdict from the checks where one essay is clearly worse, before any LLM.
+
+We hold the ground truth of every chart, so what a table can decide is not left to a judge
+model (JudgeBench: GPT-4o right on 56.6 % of objectively checkable pairs). Each essay of a
+pair is checked once against its chart (metrics.check_essay at the evaluation bounds: the four
+sections, IELTS word bounds, figures grounded and attributed, claims true, loops, the subject
+of the introduction, prose, off task); its *faults* are the checks it fails among
+`judge.gate.checks`. The rules, all params:
+- a clean essay (no fault) beats one with at least one fault (`clean_beats_faulty`);
+- otherwise the essay with at least `margin` fewer faults wins;
+- anything else is left to the LLM judge (the gate abstains).
+A gate verdict records its source ("gate") and each side's faults; the LLM's records "llm".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field
+
+from chartdistill.config import Section
+from chartdistill.essay.text import REASON_CODES, word_count
+from chartdistill.evaluation.metrics import EssayCheck
+
+GateCheck = Literal[
+    "missing_section",
+    "empty_section",
+    "too_short",
+    "too_long",
+    "chat_markup",
+    "role_text",
+    "instruction_text",
+    "list_or_markdown",
+    "question_list",
+    "loop",
+    "off_subject",
+    "too_few_numbers",
+    "ungrounded_numbers",
+    "misattributed_numbers",
+    "false_claims",
+    "off_task",
+]
+GATE_CHECKS: tuple[GateCheck, ...] = (*REASON_CODES, "off_task")  # type: ignore[assignment]
+Source = Literal["gate", "llm"]
+SOURCES: tuple[Source, ...] = ("gate", "llm")
+
+
+class GateParams(Section):
+    """The table gate's rules (chartdistill.evaluation.gate). `enabled: false` leaves every
+    pair to the LLM judge; `llm_on_decided: true` also asks the LLM about the pairs the gate
+    decided (its verdicts are then recorded beside the gate's, which stands)."""
+
+    enabled: bool = True
+    checks: tuple[GateCheck, ...] = GATE_CHECKS
+    clean_beats_faulty: bool = True
+    margin: int = Field(default=2, ge=1)
+    llm_on_decided: bool = False
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's decision on one pair: `outcome` None means it abstains (the LLM decides)."""
+
+    outcome: Literal["finetuned", "baseline"] | None
+    faults: dict[str, list[str]] = field(default_factory=dict)  # side -> failed checks
+    rule: str = ""  # clean_beats_faulty | margin | "" (abstained)
+
+    @property
+    def reason(self) -> str:
+        described = "; ".join(
+            f"{side}: {', '.join(f) or 'no fault'}" for side, f in self.faults.items()
+        )
+        if self.outcome is None:
+            return f"gate abstains ({described})"
+        return f"gate ({self.rule}): {self.outcome} is better ({described})"
+
+
+def essay_faults(check: EssayCheck, checks: tuple[str, ...]) -> list[str]:
+    """The gate's checks this essay fails, in the order of `checks`."""
+    failed = set(check.reasons)
+    if check.off_task is not None:
+        failed.add("off_task")
+    return [code for code in checks if code in failed]
+
+
+def gate_verdict(baseline: EssayCheck, finetuned: EssayCheck, params: GateParams) -> GateVerdict:
+    """Decide a pair by the checks, or abstain (see the module docstring for the rules)."""
+    faults = {
+        "baseline": essay_faults(baseline, params.checks),
+        "finetuned": essay_faults(finetuned, params.checks),
+    }
+    if not params.enabled:
+        return GateVerdict(None, faults)
+    base, fine = len(faults["baseline"]), len(faults["finetuned"])
+    if params.clean_beats_faulty and min(base, fine) == 0 and max(base, fine) > 0:
+        return GateVerdict("finetuned" if fine == 0 else "baseline", faults, "clean_beats_faulty")
+    if abs(base - fine) >= params.margin:
+        return GateVerdict("finetuned" if fine < base else "baseline", faults, "margin")
+    return GateVerdict(None, faults)
+
+
+def findings(check: EssayCheck, limit: int = 5) -> str:
+    """The checks' findings on one essay, as evidence for a judge (reference-guided grading):
+    the checks it fails, its figures against the table, the claims the table contradicts."""
+    grounding = check.verification.grounding
+    failed = [*check.reasons, *(["off_task"] if check.off_task else [])]
+    lines = [
+        f"Checks failed: {', '.join(failed) or 'none'}.",
+        f"Words: {word_count(check.body)}.",
+        f"Figures: {grounding.mentioned} stated, {grounding.grounded} found in the table, "
+        f"{grounding.attributed} given to the row or series the table gives them.",
+    ]
+    if grounding.ungrounded:
+        lines.append(f"Not in the table: {', '.join(grounding.ungrounded[:limit])}.")
+    if grounding.misattributed:
+        lines.append(
+            f"Given to the wrong row or series: {', '.join(grounding.misattributed[:limit])}."
+        )
+    for claim in check.verification.false_claims[:limit]:
+        detail = f" ({claim.detail})" if claim.detail else ""
+        lines.append(f'False {claim.kind} claim: "{claim.sentence.strip()}"{detail}')
+    return "\n".join(lines)
