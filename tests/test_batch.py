@@ -379,7 +379,8 @@ def test_teach_batch_killed_mid_wait_resumes_on_dvc_repro(tiny_project: Project)
             "max_retries": 1,
         }
         prices = {"input_per_mtok": 2.0, "output_per_mtok": 8.0, "batch_discount": 0.5}
-        tiny_project.set_params({"teacher": {"llm": llm, "prices": prices, "max_attempts": 1}})
+        teacher = {"llm": llm, "prices": prices, "max_attempts": 1, "mode": "stepwise"}
+        tiny_project.set_params({"teacher": teacher})
         tiny_project.commit("teacher through the Batch API")
         tiny_project.run("dvc", "repro", "charts")
         cache = tiny_project.root / "data/teacher_cache"
@@ -438,7 +439,7 @@ def test_teach_batch_without_waiting_is_collected_by_later_dvc_repros(
     with StubServer(reply=reply) as stub:
         stub.batch_faults.hold = True
         llm = {"base_url": stub.base_url, "model": "stub", "batch": True, "batch_wait": False}
-        tiny_project.set_params({"teacher": {"llm": llm, "max_attempts": 1}})
+        tiny_project.set_params({"teacher": {"llm": llm, "max_attempts": 1, "mode": "stepwise"}})
         tiny_project.commit("teacher through the Batch API, without waiting")
         tiny_project.run("dvc", "repro", "charts")
         for _ in range(2):  # in progress across two stage runs
