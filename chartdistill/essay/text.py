@@ -561,9 +561,10 @@ def sentence_faults(text: str, chart: ChartRecord, bounds: EssayBounds) -> list[
     """Each sentence of `text` checked on its own: prose, figures grounded and attributed to a
     name in the same sentence, claims true. A teacher repairs (or replaces) just these."""
     faults = []
+    numbers = ChartNumbers.from_chart(chart)
     for index, sentence in enumerate(sentences(text)):
         reasons = set(prose_reasons(sentence))
-        checked = verify(sentence, chart, bounds.tolerance, bounds.approx_tolerance)
+        checked = verify(sentence, chart, bounds.tolerance, bounds.approx_tolerance, numbers)
         if checked.grounding.ungrounded:
             reasons.add("ungrounded_numbers")
         if checked.grounding.misattributed:

@@ -107,12 +107,15 @@ def repair_sentences(
     ]
     results = client.complete_all(requests, desc="teacher sentence repairs")
     replacements: dict[tuple[int, str], dict[int, tuple[str | None, str]]] = {}
+    planned: dict[int, list[Planned]] = {}  # the reference writer's sentences, once per essay
     for job, result in zip(jobs, results, strict=True):
         answer = _one_sentence(result.text or "") if result.ok else None
         if answer and not sentence_faults(answer, job.essay.chart, bounds):
             new, origin = answer, "repaired"
         else:
-            new = _computed(job, seed)
+            if id(job.essay) not in planned:
+                planned[id(job.essay)] = reference_sentences(job.essay.chart, seed)
+            new = _computed(job, planned[id(job.essay)])
             origin = "computed" if new else "dropped"
         setattr(stats, origin, getattr(stats, origin) + 1)
         key = (id(job.essay), job.section)
@@ -140,7 +143,7 @@ def _one_sentence(reply: str) -> str | None:
     return found[0]
 
 
-def _computed(job: _Job, seed: int) -> str | None:
+def _computed(job: _Job, reference: list[Planned]) -> str | None:
     """The reference writer's sentence for the same fact: the one sharing most names with the
     faulty sentence (same section first), not already in the essay. A faulty sentence that names
     nothing takes the section's next unused sentence; None when the writer has none left."""
@@ -152,7 +155,7 @@ def _computed(job: _Job, seed: int) -> str | None:
     def score(planned: Planned) -> tuple[int, bool]:
         return len(planned.names & names), planned.section == job.section
 
-    candidates = [p for p in reference_sentences(chart, seed) if p.text not in present]
+    candidates = [p for p in reference if p.text not in present]
     if job.section in ("introduction", "overview"):
         candidates = [p for p in candidates if p.section == job.section]
     best = max(candidates, key=score, default=None)
