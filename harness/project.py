@@ -24,11 +24,12 @@ TINY_PROFILE: dict[str, Any] = {
     },
     # Two attempts, as for a real teacher: the stub's faults exercise the repair path.
     "teacher": {"max_attempts": 2, "validation": {"min_words": 100, "min_grounded_fraction": 0.5}},
-    # This salt puts the six teacher charts in every split (3 train, 1 validation, 2 test);
+    # Split per chart type: one bar and one line chart go to test, the rest to train, and
+    # ensure_validation moves one train chart to validation (3 train, 1 validation, 2 test);
     # the test split also holds the two held-out charts, which have no reference essay.
     "datasets": {
         "bounds": {"min_words": 100, "min_grounded_fraction": 0.5},
-        "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
+        "split": {"train": 0.5, "validation": 0.16, "test": 0.34},
         "split_salt": "tiny-3",
     },
     "student": {
@@ -118,12 +119,13 @@ def copy_project(dest: Path) -> Project:
     return project
 
 
-def point_llms_at(project: Project, stub: Any) -> None:
-    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub; the
-    teacher asks it section by section instead of computing its essays."""
+def point_llms_at(project: Project, stub: Any, **llm: Any) -> None:
+    """Every params section with an `llm` endpoint (teacher, judge, ...) talks to the stub, with
+    the `llm` settings given; the teacher asks it section by section instead of computing its
+    essays."""
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     override = {
-        name: {"llm": {"base_url": stub.base_url, "model": f"stub-{name}"}}
+        name: {"llm": {**llm, "base_url": stub.base_url, "model": f"stub-{name}"}}
         for name, section in params.items()
         if isinstance(section, dict) and isinstance(section.get("llm"), dict)
     }
