@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from chartdistill.config import ParamsError, parse_section
@@ -215,6 +216,8 @@ def test_train_params_reject_bad_values() -> None:
         parse_section("train", TrainParams, {"bf16": "sometimes"})
     with pytest.raises(ParamsError, match="train.lora.rank"):
         parse_section("train", TrainParams, {"lora": {"rank": 8}})
+    with pytest.raises(ParamsError, match="save_steps must be a multiple of eval_steps"):
+        parse_section("train", TrainParams, {"save_steps": 5, "eval_steps": 2})
 
 
 def test_qlora_on_cpu_is_a_clear_error(tiny_dir: Path, dataset_dir: Path, tmp_path: Path) -> None:
@@ -244,7 +247,11 @@ def test_training_updates_lora_only_and_records_mlflow(
     assert metrics["eval_loss"] > 0 and metrics["train_loss"] > 0
     assert metrics["peak_rss_mib"] > 0 and metrics["train_samples_per_second"] > 0
     assert [row["step"] for row in metrics["history"] if row["loss"] is not None] == [1, 2, 3, 4]
-    assert [row["step"] for row in metrics["history"] if row["eval_loss"] is not None] == [2, 4]
+    evals = {row["step"]: row["eval_loss"] for row in metrics["history"] if row["eval_loss"]}
+    assert list(evals) == [2, 4]
+    # The adapter kept is the step with the lowest validation loss, and its loss is reported.
+    assert metrics["eval_loss"] == pytest.approx(min(evals.values()))
+    assert evals[metrics["best_step"]] == pytest.approx(metrics["eval_loss"])
 
     lora = [k for k in snapshot.before if "lora_" in k]
     saved = [k for k in snapshot.before if "modules_to_save" in k]
@@ -264,6 +271,9 @@ def test_training_updates_lora_only_and_records_mlflow(
 
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     assert (out / "processor_config.json").exists()
+    best = load_file(tmp_path / f"ckpt/checkpoint-{metrics['best_step']}/adapter_model.safetensors")
+    kept = load_file(out / "adapter_model.safetensors")
+    assert best.keys() == kept.keys() and all(best[k].equal(kept[k]) for k in best)
 
     client = MlflowClient(tracking_uri=mlflow_uri)
     run = client.get_run(metrics["mlflow_run_id"])

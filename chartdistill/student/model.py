@@ -213,7 +213,7 @@ def _build_offline(params: StudentParams) -> tuple[Any, Any]:
     set_seed(params.seed)
     model = Idefics3ForConditionalGeneration(config)
     if text_model is not None:
-        _copy_text_weights(model, text_model)
+        _copy_text_weights(model, text_model, tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     set_stop_tokens(model, tokenizer)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
@@ -234,16 +234,24 @@ def set_stop_tokens(model: Any, tokenizer: Any) -> None:
     model.generation_config.eos_token_id = stop_token_ids(tokenizer)
 
 
-def _copy_text_weights(model: Any, text_model: Any) -> None:
-    """Copy SmolLM2's decoder into the student; new token rows get the mean embedding."""
+SMOLLM2_END_OF_TURN = "<|im_end|>"
+
+
+def _copy_text_weights(model: Any, text_model: Any, tokenizer: Any) -> None:
+    """Copy SmolLM2's decoder into the student. New token rows get the mean embedding, except
+    <end_of_utterance>: it ends the student's turn where SmolLM2-Instruct's <|im_end|> ends its
+    own, so it starts as that token's row: from the mean row its logit starts near the average
+    and LoRA on the attention alone must learn to raise it where an essay ends."""
     import torch
 
     source = text_model.model.state_dict()
     embed_key = "embed_tokens.weight"
     old = source[embed_key]
-    new = torch.empty_like(model.model.text_model.embed_tokens.weight)
-    new[: old.shape[0]] = old
-    new[old.shape[0] :] = old.mean(dim=0, keepdim=True)
+    end_of_turn = (
+        tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE),
+        tokenizer.convert_tokens_to_ids(SMOLLM2_END_OF_TURN),
+    )
+    new = _with_new_rows(old, model.model.text_model.embed_tokens.weight, end_of_turn)
     source = {**source, embed_key: new}
     missing, unexpected = model.model.text_model.load_state_dict(source, strict=False)
     if missing or unexpected:
@@ -255,10 +263,23 @@ def _copy_text_weights(model: Any, text_model: Any) -> None:
         if model.config.tie_word_embeddings:
             model.tie_weights()
         else:
-            lm_head = torch.empty_like(model.lm_head.weight)
-            lm_head[: old.shape[0]] = text_model.lm_head.weight
-            lm_head[old.shape[0] :] = text_model.lm_head.weight.mean(dim=0, keepdim=True)
+            lm_head = _with_new_rows(text_model.lm_head.weight, model.lm_head.weight, end_of_turn)
             model.lm_head.weight.copy_(lm_head)
+
+
+def _with_new_rows(old: Any, like: Any, copy_row: tuple[int, int]) -> Any:
+    """`old` grown to `like`'s rows: new rows are old's mean, row copy_row[0] is a copy of
+    old[copy_row[1]]."""
+    import torch
+
+    target, source = copy_row
+    if not old.shape[0] <= target < like.shape[0] or not 0 <= source < old.shape[0]:
+        raise RuntimeError(f"token rows {copy_row} do not fit {old.shape[0]} -> {like.shape[0]}")
+    new = torch.empty_like(like)
+    new[: old.shape[0]] = old
+    new[old.shape[0] :] = old.mean(dim=0, keepdim=True)
+    new[target] = old[source]
+    return new
 
 
 def _build_pretrained(params: StudentParams) -> tuple[Any, Any]:

@@ -117,6 +117,11 @@ class TrainParams(Section):
         for name in ("eval_steps", "save_steps", "logging_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.save_steps % self.eval_steps:
+            raise ValueError(
+                "save_steps must be a multiple of eval_steps (the adapter kept is the saved "
+                "step with the lowest validation loss)"
+            )
         return self
 
 
@@ -470,6 +475,9 @@ def training_arguments(
         weight_decay=params.weight_decay,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=params.eval_steps,
+        load_best_model_at_end=evaluate,  # the step count is chosen by validation loss
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=params.save_total_limit,
@@ -654,14 +662,15 @@ def train_variant(
 
 
 def final_eval(trainer: Any) -> dict[str, float]:
-    """Eval metrics at the last step: reused when eval_steps already hit it, else evaluated now
-    (none without a validation split)."""
-    if trainer.eval_dataset is None:
+    """Eval loss and step of the adapter kept: the checkpoint with the lowest validation loss,
+    which the Trainer loaded at the end (it evaluates and saves the last step too). None
+    without a validation split."""
+    if trainer.eval_dataset is None or trainer.state.best_metric is None:
         return {}
-    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    if evals and evals[-1].get("step") == trainer.state.global_step:
-        return {"eval_loss": float(evals[-1]["eval_loss"])}
-    return trainer.evaluate()
+    return {
+        "eval_loss": float(trainer.state.best_metric),
+        "best_step": int(trainer.state.best_global_step),
+    }
 
 
 def _metrics(
@@ -675,6 +684,7 @@ def _metrics(
         "train_loss": train_losses[-1] if train_losses else float(output.training_loss),
         "train_loss_mean": float(output.training_loss),
         "eval_loss": float(eval_metrics["eval_loss"]) if eval_metrics else None,
+        "best_step": eval_metrics.get("best_step"),  # the adapter kept (lowest eval_loss)
         "steps": int(trainer.state.global_step),
         "resumed_from_step": resumed_from,
         "train_samples_per_second": float(output.metrics.get("train_samples_per_second", 0.0)),
