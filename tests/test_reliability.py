@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -110,6 +111,11 @@ def use_stub(project: Project, stub: StubServer, **llm: Any) -> None:
     project.set_params(
         {"teacher": {"llm": settings, "mode": "stepwise"}, "judge": {"llm": settings}}
     )
+
+
+def judge_on_stub(project: Project, stub: StubServer, **llm: Any) -> None:
+    """Only the judge moves to `stub`: the teacher's params, and so its essays, stay as run."""
+    project.set_params({"judge": {"llm": {**FAST_LLM, **llm, "base_url": stub.base_url}}})
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -263,42 +269,45 @@ def test_teach_survives_every_fault_and_rerun_requests_only_failures(
 
 
 @pytest.mark.slow
-def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_project: Project) -> None:
+def test_judge_survives_faults_and_rerun_requests_only_failures(tiny_run: Project) -> None:
     with StubServer(reply=reply) as stub:
-        use_stub(tiny_project, stub)
-        tiny_project.commit("teacher and judge on the stub")
-        # judge_check (known-answer pairs from the training essays) runs before the faults
-        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline", "judge_check")
-        predictions = read_jsonl(tiny_project.root / "data/predictions/baseline.jsonl")
-        tests = [c for c in charts(tiny_project) if c["id"] in {p["id"] for p in predictions}]
+        judge_on_stub(tiny_run, stub)
+        tiny_run.commit("judge on the stub")
+        # judge_check (known-answer pairs from the training essays) runs before the faults; the
+        # predictions come from the session's finished run
+        tiny_run.run("dvc", "repro", "judge_check")
+        predictions = read_jsonl(tiny_run.root / "data/predictions/baseline.jsonl")
+        tests = [c for c in charts(tiny_run) if c["id"] in {p["id"] for p in predictions}]
         assert len(tests) == 4  # two with a teacher essay, two held out
         victim = tests[0]
         stub.reply = poisoned({victim["title"]})
         stub.faults = FaultPlan.random(rate=0.3, seed=3, kinds=ALL_FAULTS)
         stub.reset_log()
-        tiny_project.run("dvc", "repro", "judge@structured")  # never crashes
+        out = tiny_run.run("dvc", "repro", "judge@structured").stdout  # never crashes
+        assert "Running stage 'judge@structured'" in out
         assert {request_title(r) for r in stub.chat_requests} <= {c["title"] for c in tests}
 
-        summary = metrics(tiny_project, "eval_structured")
+        summary = metrics(tiny_run, "eval_structured")
         judged = {
-            j["id"]: j for j in read_jsonl(tiny_project.root / "data/judgements/structured.jsonl")
+            j["id"]: j for j in read_jsonl(tiny_run.root / "data/judgements/structured.jsonl")
         }
         assert set(judged) == {c["id"] for c in tests}
         assert "http_500" in (judged[victim["id"]]["error"] or "")
         assert summary["judge_failures"] >= 1
         assert summary["n"] + summary["judge_failures"] == len(tests)
-        cached = cache_entries(tiny_project.root / "data/judge_cache/structured")
+        cached = cache_entries(tiny_run.root / "data/judge_cache/structured")
 
         stub.faults = FaultPlan.none()
         stub.reply = reply
         stub.reset_log()
-        # A timeout is not an output-changing param (it reruns nothing): force the rerun.
-        tiny_project.set_params({"judge": {"llm": {"timeout_s": 5.0}}})
-        tiny_project.run("dvc", "repro", "--force", "judge@structured")
+        # A timeout is not an output-changing param (it reruns nothing): force the rerun, of
+        # the judge alone (--force alone would also rerun every stage before it).
+        tiny_run.set_params({"judge": {"llm": {"timeout_s": 5.0}}})
+        tiny_run.run("dvc", "repro", "--force", "--single-item", "judge@structured")
         keys = [request_key(r) for r in stub.chat_requests]
         assert keys and len(keys) == len(set(keys))
         assert not set(keys) & set(cached)
-        assert metrics(tiny_project, "eval_structured")["judge_failures"] == 0
+        assert metrics(tiny_run, "eval_structured")["judge_failures"] == 0
 
 
 # ------------------------------------------------------------------------------ kill -9
@@ -335,7 +344,7 @@ def test_training_killed_after_a_checkpoint_resumes(tiny_project: Project) -> No
     with StubServer(reply=reply) as stub:
         use_stub(tiny_project, stub)
         tiny_project.set_params(
-            {"train": {"max_steps": 20, "save_steps": 2, "eval_steps": 20, "logging_steps": 5}}
+            {"train": {"max_steps": 20, "save_steps": 2, "eval_steps": 2, "logging_steps": 5}}
         )
         tiny_project.commit("longer training")
         tiny_project.run("dvc", "repro", "datasets", "base_student")
@@ -355,28 +364,29 @@ def test_training_killed_after_a_checkpoint_resumes(tiny_project: Project) -> No
 
 
 @pytest.mark.slow
-def test_judge_killed_mid_run_resumes_without_repeating_work(tiny_project: Project) -> None:
+def test_judge_killed_mid_run_resumes_without_repeating_work(tiny_run: Project) -> None:
+    cache = tiny_run.root / "data/judge_cache/structured"
+    shutil.rmtree(cache)  # the session run's answers: only this judge's entries are counted
     with StubServer(reply=reply) as stub:
-        use_stub(tiny_project, stub, concurrency=1, timeout_s=10.0)
-        tiny_project.commit("judge on the stub")
-        tiny_project.run("dvc", "repro", "predict@structured", "predict_baseline", "judge_check")
+        judge_on_stub(tiny_run, stub, concurrency=1, timeout_s=10.0)
+        tiny_run.commit("judge on the stub")
+        tiny_run.run("dvc", "repro", "judge_check")  # the predictions are the session run's
         stub.latency_s = 0.5
-        cache = tiny_project.root / "data/judge_cache/structured"
-        log = tiny_project.root.parent / "judge.log"
-        process = start_stage(tiny_project, "stages.judge", "structured", log=log)
+        log = tiny_run.root.parent / "judge.log"
+        process = start_stage(tiny_run, "stages.judge", "structured", log=log)
         kill_when(process, lambda: len(cache_entries(cache)) >= 1, log, limit_s=120)
 
         done = cache_entries(cache)
         assert len(done) >= 1
         stub.latency_s = 0.0
         stub.reset_log()
-        tiny_project.run("dvc", "repro", "judge@structured")
+        tiny_run.run("dvc", "repro", "judge@structured")
         keys = [request_key(r) for r in stub.chat_requests]
         after = cache_entries(cache)
         assert set(done) < set(after)  # the kill came before the last answer
         assert len(keys) == len(set(keys)) == len(after) - len(done)
         assert not set(keys) & set(done)
-        assert metrics(tiny_project, "eval_structured")["judge_failures"] == 0
+        assert metrics(tiny_run, "eval_structured")["judge_failures"] == 0
 
 
 # ------------------------------------------------------------------------------ bad inputs
