@@ -517,7 +517,7 @@ def test_the_gate_decides_clear_pairs_and_the_llm_the_rest(project, monkeypatch)
     records = {r["id"]: r for r in read_jsonl(root / "data/judgements/structured.jsonl")}
     first = records["bar-1"]
     assert (first["source"], first["outcome"], first["verdicts"]) == ("gate", "finetuned", [])
-    assert first["gate"]["rule"] == "clean_beats_faulty"
+    assert first["gate"]["rule"] == "essay_beats_non_essay"  # the baseline is one line
     assert first["gate"]["faults"] == {
         "baseline": ["missing_section", "too_short", "too_few_numbers", "off_task"],
         "finetuned": [],

@@ -50,12 +50,31 @@ def test_a_clean_essay_beats_a_faulty_one_in_either_seat() -> None:
 def test_between_faulty_essays_only_the_margin_decides() -> None:
     """SHORT fails four checks, LOOPED one: three apart, so margin 2 decides and margin 4 does
     not; two equally faulty essays are the LLM's."""
-    off = verdict(SHORT, LOOPED, clean_beats_faulty=False)
+    rules = {"essay_beats_non_essay": False, "clean_beats_faulty": False}
+    off = verdict(SHORT, LOOPED, **rules)
     assert len(off.faults["baseline"]) - len(off.faults["finetuned"]) == 3
     assert (off.outcome, off.rule) == ("finetuned", "margin")
-    assert verdict(SHORT, LOOPED, clean_beats_faulty=False, margin=4).outcome is None
+    assert verdict(SHORT, LOOPED, **rules, margin=4).outcome is None
     same = verdict(SHORT, "Men used it more.")
     assert same.outcome is None and same.rule == "" and "gate abstains" in same.reason
+
+
+def test_an_essay_beats_an_empty_reply_that_fails_fewer_checks() -> None:
+    """An empty reply fails four checks (no sections, too short, too few numbers, off task); an
+    essay with wrong figures, a loop and an empty overview fails five, yet it is an essay."""
+    features_1 = GOOD["features_1"].replace("32.5", "41.7").replace("22.8", "19.3")
+    features_2 = " ".join([GOOD["features_2"].split(". ")[0] + "."] * 4)
+    faulty = render_structured(
+        {**GOOD, "features_1": features_1, "features_2": features_2, "overview": ""}
+    )
+    won = verdict("", faulty)
+    assert "off_task" not in won.faults["finetuned"]
+    assert len(won.faults["finetuned"]) == len(won.faults["baseline"]) + 1 == 5
+    assert (won.outcome, won.rule) == ("finetuned", "essay_beats_non_essay")
+    assert verdict(faulty, "").outcome == "baseline"
+    counted = verdict("", faulty, essay_beats_non_essay=False, margin=1)
+    assert (counted.outcome, counted.rule) == ("baseline", "margin")  # what fault counts say
+    assert verdict("", SHORT).outcome is None  # two non-essays: only the counts, too close
 
 
 def test_a_disabled_gate_abstains_but_records_the_faults() -> None:

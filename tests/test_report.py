@@ -142,11 +142,11 @@ def test_report_stage_writes_pages_and_logs_to_the_training_run(judged, monkeypa
     assert "<polyline" in page and "http://" not in page and "https://" not in page
     assert "<script" not in page
     assert "known-answer pairs" in page and "length-controlled" in page
-    # the source beside each verdict: bar-1 (a clean essay against a faulty one) and bar-2 (the
+    # the source beside each verdict: bar-1 (an essay against a one-line baseline) and bar-2 (the
     # baseline fails more checks by the margin) by the gate, with its reason; line-1 by the LLM
     verdicts = re.findall(r'source: <strong class="source">(\w+)</strong>', page)
     assert verdicts == ["gate", "gate", "llm"]
-    assert "gate (clean_beats_faulty): finetuned is better" in page
+    assert "gate (essay_beats_non_essay): finetuned is better" in page
     assert "gate (margin): finetuned is better" in page and "gate abstains" in page
     assert "By verdict source" in page and "table gate: trusted." in page
     # Essay text is escaped, never markup.

@@ -6,6 +6,10 @@ pair is checked once against its chart (metrics.check_essay at the evaluation bo
 sections, IELTS word bounds, figures grounded and attributed, claims true, loops, the subject
 of the introduction, prose, off task); its *faults* are the checks it fails among
 `judge.gate.checks`. The rules, all params:
+- an essay beats a non-essay (off task: empty, a list, questions, one line) whatever else
+  either fails (`essay_beats_non_essay`): the content checks only mean something for text that
+  makes claims, and an empty reply fails none of them, so counting faults alone would let it
+  beat any essay with one wrong figure;
 - a clean essay (no fault) beats one with at least one fault (`clean_beats_faulty`);
 - otherwise the essay with at least `margin` fewer faults wins;
 - anything else is left to the LLM judge (the gate abstains).
@@ -45,6 +49,7 @@ class GateParams(Section):
 
     enabled: bool = True
     checks: tuple[GateCheck, ...] = GATE_CHECKS
+    essay_beats_non_essay: bool = True  # needs "off_task" among the checks
     clean_beats_faulty: bool = True
     margin: int = Field(default=2, ge=1)
     llm_on_decided: bool = False
@@ -56,7 +61,7 @@ class GateVerdict:
 
     outcome: Literal["finetuned", "baseline"] | None
     faults: dict[str, list[str]] = field(default_factory=dict)  # side -> failed checks
-    rule: str = ""  # clean_beats_faulty | margin | "" (abstained)
+    rule: str = ""  # essay_beats_non_essay | clean_beats_faulty | margin | "" (abstained)
 
     @property
     def reason(self) -> str:
@@ -84,6 +89,10 @@ def gate_verdict(baseline: EssayCheck, finetuned: EssayCheck, params: GateParams
     }
     if not params.enabled:
         return GateVerdict(None, faults)
+    off_task = {side: "off_task" in found for side, found in faults.items()}
+    if params.essay_beats_non_essay and off_task["baseline"] != off_task["finetuned"]:
+        winner = "baseline" if off_task["finetuned"] else "finetuned"
+        return GateVerdict(winner, faults, "essay_beats_non_essay")
     base, fine = len(faults["baseline"]), len(faults["finetuned"])
     if params.clean_beats_faulty and min(base, fine) == 0 and max(base, fine) > 0:
         return GateVerdict("finetuned" if fine == 0 else "baseline", faults, "clean_beats_faulty")
