@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"chartdistill-essay: {exc} ({hint})") from exc
     # The pipeline trains on the title-free instruction; --title adds the title to it.
     prompt = render_student_prompt(paths.prompts, args.title)
-    [(text, _)] = generate_essays(model, processor, [image], [prompt], generation)
-    sys.stdout.write(text.rstrip() + "\n")
+    [essay] = generate_essays(model, processor, [image], [prompt], generation)
+    sys.stdout.write(essay.text.rstrip() + "\n")
     return 0
 
 

@@ -272,14 +272,18 @@ def test_one_step_at_one_tile_then_generation_stops_at_end_of_turn(
     hook = ForcedTokens([[*words[:2], EOU, words[2]], [*words, words[0], EOU, words[1]]])
     handle = model.lm_head.register_forward_hook(hook)
     try:
-        texts = generate_batch(
+        generated = generate_batch(
             model, processor, [chart(), chart(600, 600)], [PROMPT, PROMPT],
             GenerationParams(max_new_tokens=12, repetition_penalty=1.0),
         )  # fmt: skip
     finally:
         handle.remove()
     decode = processor.tokenizer.decode
-    assert texts == [decode(words[:2]).strip(), decode([*words, words[0]]).strip()]
+    assert [g.text for g in generated] == [
+        decode(words[:2]).strip(),
+        decode([*words, words[0]]).strip(),
+    ]
+    assert [g.new_tokens for g in generated] == [3, 5]  # the end of turn counts
     assert hook.calls == 5  # stopped when the second row ended its turn, not at 12
 
 

@@ -25,6 +25,7 @@ from chartdistill.student.training import (
     load_splits,
     loss_history,
     make_collator,
+    run_fingerprint,
     sample_length,
     train_variant,
 )
@@ -289,10 +290,11 @@ def test_training_updates_lora_only_and_records_mlflow(
     assert "adapter/adapter_config.json" in artifacts
 
     model, processor = load_for_inference(tiny_dir, out)
-    [(text, seconds)] = generate_essays(
+    [essay] = generate_essays(
         model, processor, [chart_image()], [PROMPT], GenerationParams(max_new_tokens=4)
     )
-    assert isinstance(text, str) and seconds > 0
+    assert isinstance(essay.text, str) and essay.seconds > 0
+    assert 1 <= essay.new_tokens <= 4 and essay.prompt_tokens > 4
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(
@@ -315,6 +317,26 @@ def test_a_killed_run_resumes_from_its_checkpoint(
     changed = train_variant(*args[:-1], small_params(bf16=True), PROMPT)
     assert changed["resumed_from_step"] == 0 and changed["steps"] == 4
     assert changed["mlflow_run_id"] != first_run
+
+
+def test_a_rebuilt_base_with_the_same_config_does_not_resume_old_checkpoints(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """Rebuilding the base (other weights, same config.json) changes the run's fingerprint, so
+    the next run starts over instead of resuming an adapter trained on the old weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = shutil.copytree(tiny_dir, tmp_path / "base")
+    before = run_fingerprint(small_params(), "data", base, PROMPT)
+    weights = base / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert (base / "config.json").read_bytes() == (tiny_dir / "config.json").read_bytes()
+    assert run_fingerprint(small_params(), "data", base, PROMPT) != before
 
 
 def test_loss_history_merges_train_and_eval_rows() -> None:
@@ -340,9 +362,12 @@ def test_batched_generation_matches_one_at_a_time(tiny_dir: Path) -> None:
         model, processor, images, prompts, params.model_copy(update={"batch_size": 1})
     )
     assert len(batched) == 3
-    assert all(isinstance(text, str) and seconds > 0 for text, seconds in batched)
-    assert [text for text, _ in batched] == [text for text, _ in single]
-    assert any(text for text, _ in batched)
+    assert all(isinstance(e.text, str) and e.seconds > 0 for e in batched)
+    assert [e.text for e in batched] == [e.text for e in single]
+    # padding is not counted: each row prefills what it would prefill alone
+    assert [e.prompt_tokens for e in batched] == [e.prompt_tokens for e in single]
+    assert [e.new_tokens for e in batched] == [e.new_tokens for e in single]
+    assert any(e.text for e in batched)
 
 
 def test_generation_checks_its_inputs(tiny_dir: Path) -> None:

@@ -96,14 +96,14 @@ def export_variant(
 
     adapter_model, processor = load_adapter_model(base_dir, adapter_dir, CHECK_DTYPE)
     adapter_texts = [
-        t for t, _ in generate_essays(adapter_model, processor, images, prompts, generation)
+        e.text for e in generate_essays(adapter_model, processor, images, prompts, generation)
     ]
     save_student(merge(adapter_model), processor, out_dir)
     del adapter_model
 
     exported, exported_processor = load_export(out_dir)
     export_texts = [
-        t for t, _ in generate_essays(exported, exported_processor, images, prompts, generation)
+        e.text for e in generate_essays(exported, exported_processor, images, prompts, generation)
     ]
     essays = []
     for row, adapter_text, export_text in zip(rows, adapter_texts, export_texts, strict=True):

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import model_validator
 
@@ -92,15 +92,27 @@ def _generation_kwargs(params: GenerationParams, prompt_length: int) -> dict[str
     return kwargs
 
 
+class Generated(NamedTuple):
+    """One row's essay and what it cost: prompt tokens prefilled (image tokens included, padding
+    not), tokens generated up to and including its stop, and its share of the batch's seconds."""
+
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+
 def generate_batch(
     model: Any,
     processor: Any,
     images: Sequence[Image.Image],
     prompts: Sequence[str],
     params: GenerationParams,
-) -> list[str]:
-    """One left-padded batch through model.generate; returns the decoded new text per item."""
+) -> list[Generated]:
+    """One left-padded batch through model.generate: each row's text up to its end of turn."""
     import torch
+
+    began = time.perf_counter()
 
     texts = [
         processor.apply_chat_template(chat_messages(p), add_generation_prompt=True) for p in prompts
@@ -119,15 +131,24 @@ def generate_batch(
     kwargs = {**_generation_kwargs(params, prompt_length), "eos_token_id": stops}
     with torch.inference_mode():
         output = model.generate(**batch, **kwargs)
-    return decode_turns(processor.tokenizer, output[:, prompt_length:].tolist(), stops)
+    rows = output[:, prompt_length:].tolist()
+    texts = decode_turns(processor.tokenizer, rows, stops)
+    seconds = (time.perf_counter() - began) / len(texts)
+    prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+    return [
+        Generated(text, int(prompt), min(turn_end(ids, stops) + 1, len(ids)), seconds)
+        for text, prompt, ids in zip(texts, prompt_tokens, rows, strict=True)
+    ]
+
+
+def turn_end(ids: Sequence[int], stops: Sequence[int]) -> int:
+    """The index of a row's first stop token (end of turn or eos), or its length if none."""
+    return next((i for i, token in enumerate(ids) if token in stops), len(ids))
 
 
 def decode_turns(tokenizer: Any, rows: Sequence[Sequence[int]], stops: Sequence[int]) -> list[str]:
     """Each row's text up to its first stop token (end of turn or eos); nothing after it."""
-    cut = []
-    for ids in rows:
-        end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
-        cut.append(list(ids[:end]))
+    cut = [list(ids[: turn_end(ids, stops)]) for ids in rows]
     return [text.strip() for text in tokenizer.batch_decode(cut, skip_special_tokens=True)]
 
 
@@ -137,27 +158,25 @@ def generate_essays(
     images: Sequence[Image.Image],
     prompts: Sequence[str],
     params: GenerationParams,
-) -> list[tuple[str, float]]:
-    """Essays for (image, prompt) pairs in batches: (text, seconds per item) in input order."""
+) -> list[Generated]:
+    """Essays for (image, prompt) pairs in batches, in input order."""
     from tqdm.auto import tqdm
     from transformers import set_seed
 
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
     set_seed(params.seed)
-    results: list[tuple[str, float] | None] = [None] * len(images)
+    results: list[Generated | None] = [None] * len(images)
     batches = batch_plan(
         [_input_size(image, prompt) for image, prompt in zip(images, prompts, strict=True)],
         params.batch_size,
     )
     for batch in tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
-        began = time.perf_counter()
-        texts = generate_batch(
+        generated = generate_batch(
             model, processor, [images[i] for i in batch], [prompts[i] for i in batch], params
         )
-        per_item = (time.perf_counter() - began) / len(texts)
-        for index, text in zip(batch, texts, strict=True):
-            results[index] = (text, per_item)
+        for index, row in zip(batch, generated, strict=True):
+            results[index] = row
     return [r for r in results if r is not None]
 
 

@@ -58,7 +58,8 @@ def predict(
     params: PredictParams,
     model_name: str,
 ) -> list[dict[str, Any]]:
-    """One essay per test chart: {id, chart_type, text, seconds, model, dtype}."""
+    """One essay per test chart: {id, chart_type, text, seconds, prompt_tokens, new_tokens,
+    model, dtype}."""
     if not rows:
         return []
     dtype = resolve_dtype_name(params.dtype)
@@ -74,10 +75,12 @@ def predict(
         {
             "id": row["id"],
             "chart_type": row["chart_type"],
-            "text": text,
-            "seconds": round(seconds, 3),
+            "text": essay.text,
+            "seconds": round(essay.seconds, 3),
+            "prompt_tokens": essay.prompt_tokens,
+            "new_tokens": essay.new_tokens,
             "model": model_name,
             "dtype": dtype,
         }
-        for row, (text, seconds) in zip(rows, outputs, strict=True)
+        for row, essay in zip(rows, outputs, strict=True)
     ]
