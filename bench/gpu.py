@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from bench.real_student_memory import cpu_name
+from bench.suite import machine
 from chartdistill.student.smolvlm import (
     AUTO_TILES_PRETRAINED,
     END_OF_UTTERANCE,
@@ -486,7 +486,7 @@ def environment() -> dict[str, Any]:
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {
-        "device": gpu or f"cpu ({cpu_name()})",
+        "device": gpu or f"cpu ({machine()['cpu']})",
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "torch": torch.__version__,

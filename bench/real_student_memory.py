@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.suite import machine
 
 ESSAY_WORDS = 250
 CONFIGS = ((1, False), (2, False), (1, True))
@@ -26,13 +27,6 @@ SENTENCE = (
     "In 2015 the share of households with broadband rose from 42.5% to 67.3%, while "
     "spending on mobile data reached $1,250 per year in the North region."
 )
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def essay(words: int) -> str:
@@ -111,8 +105,10 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     by = {(r["batch"], r["gradient_checkpointing"]): r for r in results}
     per_sample = by[(2, False)]["peak_rss_mib"] - by[(1, False)]["peak_rss_mib"]
+    info = machine()
     print(
-        f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"CPU: {info['cpu']} (flags {info['flags']}), {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; "
         f"fp32; peak RSS per extra sample (batch 2 - batch 1): {per_sample:.0f} MiB"
     )
 

@@ -79,7 +79,13 @@ def render(rows: list[Row]) -> str:
 # ------------------------------------------------------------------------------ machine
 
 
+SPEED_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}  # what decides fp32 vs bf16 here
+
+
 def machine() -> dict[str, str]:
+    """CPU model and the flags that decide its speed, core count, RAM and load average."""
+    from chartdistill.device import cpu_flags
+
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -93,7 +99,8 @@ def machine() -> dict[str, str]:
                 ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
                 break
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "ram": ram, "load": load}
+    flags = " ".join(sorted(cpu_flags() & SPEED_FLAGS)) or "none of " + ", ".join(SPEED_FLAGS)
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "flags": flags, "ram": ram, "load": load}
 
 
 # ------------------------------------------------------------------------------ teacher client
@@ -260,9 +267,13 @@ def full_cold_repro(tmp: Path) -> list[Row]:
 
     project = copy_project(tmp / "default")
     project.commit("default profile")
+    return cold_repro_rows(project)
+
+
+def cold_repro_rows(project: Any) -> list[Row]:
+    """A cold `dvc repro` of a project: its wall time, each stage's, and the tokens of each."""
     seconds, stages = timed_repro(project)
-    teacher = json.loads((project.root / "metrics/teacher.json").read_text())
-    log.info("default profile cold repro: %.0f s, stages %s, teacher %s", seconds, stages, teacher)
+    log.info("default profile cold repro: %.0f s, stages %s", seconds, stages)
     rows = [
         Row(
             f"default profile cold dvc repro ({os.cpu_count()} cores)",
@@ -272,8 +283,34 @@ def full_cold_repro(tmp: Path) -> list[Row]:
             seconds <= FULL_GOAL_S,
         )
     ]
-    rows += [Row(f"  stage {name}", value, "s", "", True) for name, value in stages.items()]
+    for name, value in stages.items():
+        tokens = stage_tokens(project.root, name)
+        unit = f"s ({tokens[0]:,} tokens prefilled, {tokens[1]:,} generated)" if tokens else "s"
+        rows.append(Row(f"  stage {name}", value, unit, "", True))
     return rows
+
+
+def stage_tokens(root: Path, stage: str) -> tuple[int, int] | None:
+    """(prefilled, generated) tokens of a stage that runs a language model, from what it wrote:
+    the teacher's and the judges' LLM counters, the student's per-essay counts."""
+    name, _, item = stage.partition("@")
+
+    def metrics(file: str) -> dict[str, Any]:
+        return json.loads((root / "metrics" / file).read_text())
+
+    if name == "teach":
+        counts = metrics("teacher.json")
+    elif name == "judge_check":
+        counts = metrics("judge.json")["judge_tokens"]
+    elif name == "judge":
+        counts = metrics(f"eval_{item}.json")["judge_tokens"]
+    elif name in ("predict", "predict_baseline"):
+        lines = (root / f"data/predictions/{item or 'baseline'}.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        return sum(r["prompt_tokens"] for r in rows), sum(r["new_tokens"] for r in rows)
+    else:
+        return None
+    return counts.get("prefill_tokens", 0), counts.get("completion_tokens", 0)
 
 
 # ------------------------------------------------------------------------------ LLM stages
@@ -386,7 +423,7 @@ def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> st
         "",
         f"`.venv/bin/python -m bench.suite{' --full' if full else ''} --write`, {stamp}.",
         "",
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM. "
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}; flags {info['flags']}), {info['ram']} RAM. "
         f"Load average (1, 5, 15 min) before: {before}; after: {info['load']} "
         "(a shared machine: other jobs ran beside the suite).",
         "",

@@ -75,13 +75,6 @@ def _row(metrics: dict[str, Any], seconds: float, answered: dict[str, Any]) -> d
     }
 
 
-def _cpu_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     per_type = int(sys.argv[1]) if len(sys.argv) > 1 else 3
@@ -106,8 +99,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             rows[name] = _row(metrics, seconds, _answered(essays, charts, teacher.validation))
             print(json.dumps({name: rows[name]}), flush=True)
-    flags = " ".join(sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
-    print(f"\n{len(charts)} charts ({per_type} per type); {machine()}; flags: {flags}")
+    print(f"\n{len(charts)} charts ({per_type} per type); {machine()}")
     keys = [k for k in next(iter(rows.values())) if k != "rejected_by_reason"]
     print("| path | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))

@@ -352,6 +352,7 @@ def audit_judge(
     shown = evidence if params.shows_evidence() else None
     judgements = judge_known_answers(pairs, params, client, paths.prompts, shown)
     report = audit(pairs, gate, judgements, known.min_accuracy)
+    report["judge_tokens"] = client.stats.token_counts()  # prompt vs prefilled, generated
     rows = [
         {
             "kind": p.kind,
