@@ -21,8 +21,8 @@ def main() -> None:
     params = load_section("teacher", TeacherParams)
     charts = load_charts(paths.charts / "charts.jsonl")
     backend = None if params.mode == "reference" else make_backend(params.llm)
-    paths.teacher_cache.mkdir(parents=True, exist_ok=True)  # a declared out, even if unused
-    client = backend and CachedClient(backend, ResponseCache(paths.teacher_cache))
+    cache = ResponseCache(paths.teacher_cache)  # a declared out, even if unused
+    client = backend and CachedClient(backend, cache)
     essays, metrics = run_teacher(charts, params, client, paths.prompts, paths.charts)
     metrics["dtype"] = getattr(backend, "dtype", None)  # embedded: resolved; else None
     save_records(paths.essays / "essays.jsonl", essays)

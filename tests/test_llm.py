@@ -299,6 +299,15 @@ def test_cache_file_layout_and_content(stub: StubServer, tmp_path: Path) -> None
     assert url.startswith("data:image/png;sha256=") and "base64" not in url
 
 
+def test_an_opened_cache_exists_before_anything_is_stored(tmp_path: Path) -> None:
+    """A stage whose requests were all decided without an LLM still leaves its declared
+    output (measured: `dvc repro` failed at judge@structured when the gate decided 24 of 24)."""
+    root = tmp_path / "judge_cache" / "structured"
+    cache = ResponseCache(root)
+    assert root.is_dir() and not any(root.iterdir())
+    assert cache.get("0" * 64) is None
+
+
 def test_corrupt_cache_entry_is_a_miss(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path)
     req = request(0)

@@ -62,6 +62,9 @@ class ResponseCache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # DVC declares each cache an output: it must exist even when nothing was asked (the
+        # judge when the gate decided every pair, the teacher when it computes its essays).
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", key):
