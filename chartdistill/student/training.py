@@ -90,7 +90,7 @@ class TrainParams(Section):
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     num_train_epochs: float = 2.0
-    max_steps: int = 30  # -1: run num_train_epochs
+    max_steps: int = 60  # -1: run num_train_epochs
     per_device_train_batch_size: int = 2
     per_device_eval_batch_size: int = 2
     gradient_accumulation_steps: int = 1
