@@ -79,7 +79,7 @@ def render(rows: list[Row]) -> str:
 # ------------------------------------------------------------------------------ machine
 
 
-SPEED_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}  # what decides fp32 vs bf16 here
+SPEED_FLAGS = ("amx_bf16", "avx2", "avx512_bf16", "avx512f")  # what decides fp32 vs bf16 here
 
 
 def machine() -> dict[str, str]:
@@ -99,7 +99,8 @@ def machine() -> dict[str, str]:
                 ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
                 break
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    flags = " ".join(sorted(cpu_flags() & SPEED_FLAGS)) or "none of " + ", ".join(SPEED_FLAGS)
+    present = cpu_flags()
+    flags = " ".join(f for f in SPEED_FLAGS if f in present) or "none of " + ", ".join(SPEED_FLAGS)
     return {"nproc": str(os.cpu_count()), "cpu": cpu, "flags": flags, "ram": ram, "load": load}
 
 

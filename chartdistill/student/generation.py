@@ -113,7 +113,6 @@ def generate_batch(
     import torch
 
     began = time.perf_counter()
-
     texts = [
         processor.apply_chat_template(chat_messages(p), add_generation_prompt=True) for p in prompts
     ]
