@@ -232,18 +232,26 @@ def test_lora_targets_resolve_only_where_intended(one_tile_dir: Path) -> None:
 
 
 class ForcedTokens:
-    """lm_head hook: row r emits scripts[r][step] (its last token once the script runs out)."""
+    """lm_head hook: row r emits scripts[r][step] (its last token once the script runs out).
+    When the batch shrinks, the rows whose script has ended its turn are the ones gone."""
 
     def __init__(self, scripts: list[list[int]]) -> None:
         self.scripts = scripts
-        self.calls = 0
+        self.live = list(range(len(scripts)))
+        self.batch_sizes: list[int] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.batch_sizes)
 
     def __call__(self, module: Any, args: Any, output: Any) -> Any:
         step = self.calls
-        self.calls += 1
+        self.batch_sizes.append(output.shape[0])
+        if output.shape[0] < len(self.live):
+            self.live = [r for r in self.live if EOU not in self.scripts[r][:step]]
         forced = output.clone()
         forced[:, -1, :] = -1e4
-        for row, script in enumerate(self.scripts):
+        for row, script in enumerate(self.scripts[r] for r in self.live):
             forced[row, -1, script[min(step, len(script) - 1)]] = 1e4
         return forced
 
@@ -285,6 +293,48 @@ def test_one_step_at_one_tile_then_generation_stops_at_end_of_turn(
     ]
     assert [g.new_tokens for g in generated] == [3, 5]  # the end of turn counts
     assert hook.calls == 5  # stopped when the second row ended its turn, not at 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("every", "batch_sizes"), [(4, [3] * 4 + [2] * 4 + [1] * 4), (0, [3] * 12)])
+def test_rows_that_end_their_turn_leave_the_batch(
+    one_tile_dir: Path, every: int, batch_sizes: list[int]
+) -> None:
+    model, processor = load_for_inference(one_tile_dir)
+    words = processor.tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
+    scripts = [[*words[:2], EOU], words[:12], [*words[3:9], EOU]]
+    hook = ForcedTokens(scripts)
+    handle = model.lm_head.register_forward_hook(hook)
+    try:
+        generated = generate_batch(
+            model, processor, [chart()] * 3, [PROMPT] * 3,
+            GenerationParams(max_new_tokens=12, repetition_penalty=1.0, drop_finished_every=every),
+        )  # fmt: skip
+    finally:
+        handle.remove()
+    decode = processor.tokenizer.decode
+    assert [g.text for g in generated] == [
+        decode(words[:2]).strip(),
+        decode(words[:12]).strip(),
+        decode(words[3:9]).strip(),
+    ]
+    assert [g.new_tokens for g in generated] == [3, 12, 7]
+    # Row 0 ended at token 3, so the next 4 tokens run without it; row 2 ended at token 7.
+    assert hook.batch_sizes == batch_sizes
+
+
+@pytest.mark.slow
+def test_going_on_from_the_cache_writes_what_one_call_writes(one_tile_dir: Path) -> None:
+    """Left-padded rows of different lengths, greedy, no row ending: generate restarted every 3
+    tokens from its own cache gives the tokens of one call (positions and mask carried right)."""
+    model, processor = load_for_inference(one_tile_dir)
+    images, prompts = [chart(), chart(600, 600)], [PROMPT, f"{PROMPT} Mention every bar."]
+
+    def texts(every: int) -> list[str]:
+        params = GenerationParams(max_new_tokens=10, drop_finished_every=every)
+        return [g.text for g in generate_batch(model, processor, images, prompts, params)]
+
+    assert texts(3) == texts(0)
 
 
 @pytest.mark.slow

@@ -29,12 +29,17 @@ class GenerationParams(Section):
     top_p: float = 0.9
     repetition_penalty: float = 1.1  # applied to generated tokens only; 1.0 = off
     batch_size: int = 8
+    # Every this many new tokens, rows that ended their turn leave the batch (0: one generate
+    # call, every row decoded until the last one stops).
+    drop_finished_every: int = 32
     seed: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> GenerationParams:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be positive")
+        if self.drop_finished_every < 0:
+            raise ValueError("drop_finished_every must be >= 0 (0: never)")
         if self.repetition_penalty <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("repetition_penalty, temperature > 0 and 0 < top_p <= 1 required")
         return self
@@ -129,8 +134,7 @@ def generate_batch(
     stops = stop_token_ids(processor.tokenizer)
     kwargs = {**_generation_kwargs(params, prompt_length), "eos_token_id": stops}
     with torch.inference_mode():
-        output = model.generate(**batch, **kwargs)
-    rows = output[:, prompt_length:].tolist()
+        rows = _decode(model, dict(batch), kwargs, params, stops)
     texts = decode_turns(processor.tokenizer, rows, stops)
     seconds = (time.perf_counter() - began) / len(texts)
     prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
@@ -138,6 +142,44 @@ def generate_batch(
         Generated(text, int(prompt), min(turn_end(ids, stops) + 1, len(ids)), seconds)
         for text, prompt, ids in zip(texts, prompt_tokens, rows, strict=True)
     ]
+
+
+def _decode(
+    model: Any,
+    inputs: dict[str, Any],
+    kwargs: dict[str, Any],
+    params: GenerationParams,
+    stops: Sequence[int],
+) -> list[list[int]]:
+    """Each row's new token ids. model.generate runs `drop_finished_every` tokens at a time and
+    goes on from its own KV cache, without the rows that ended their turn: a batch is not
+    decoded to its longest row's length for every row."""
+    import torch
+
+    rows: list[list[int]] = [[] for _ in range(inputs["input_ids"].shape[0])]
+    active = list(range(len(rows)))
+    while active and len(rows[active[0]]) < params.max_new_tokens:
+        left = params.max_new_tokens - len(rows[active[0]])
+        step = min(params.drop_finished_every or left, left)
+        output = model.generate(
+            **inputs, **{**kwargs, "max_new_tokens": step}, return_dict_in_generate=True
+        )
+        new = output.sequences[:, inputs["input_ids"].shape[1] :]
+        for row, ids in zip(active, new.tolist(), strict=True):
+            rows[row].extend(ids)
+        going = [i for i, row in enumerate(active) if turn_end(rows[row], stops) == len(rows[row])]
+        if new.shape[1] < step or not going:
+            break
+        keep = torch.tensor(going)
+        output.past_key_values.batch_select_indices(keep)
+        mask = inputs["attention_mask"]
+        inputs = {
+            "input_ids": output.sequences[keep],
+            "attention_mask": torch.cat([mask, mask.new_ones(new.shape)], dim=1)[keep],
+            "past_key_values": output.past_key_values,
+        }
+        active = [active[i] for i in going]
+    return rows
 
 
 def turn_end(ids: Sequence[int], stops: Sequence[int]) -> int:
