@@ -296,7 +296,9 @@ def test_one_step_at_one_tile_then_generation_stops_at_end_of_turn(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("every", "batch_sizes"), [(4, [3] * 4 + [2] * 4 + [1] * 4), (0, [3] * 12)])
+@pytest.mark.parametrize(
+    ("every", "batch_sizes"), [(4, [3] * 4 + [2] * 4 + [1] * 4), (0, [3] * 12)]
+)
 def test_rows_that_end_their_turn_leave_the_batch(
     one_tile_dir: Path, every: int, batch_sizes: list[int]
 ) -> None:
