@@ -31,7 +31,7 @@ class GenerationParams(Section):
     batch_size: int = 8
     # Every this many new tokens, rows that ended their turn leave the batch (0: one generate
     # call, every row decoded until the last one stops).
-    drop_finished_every: int = 32
+    drop_finished_every: int = 64
     seed: int = 0
 
     @model_validator(mode="after")

@@ -95,8 +95,8 @@ class TrainParams(Section):
     per_device_eval_batch_size: int = 2
     gradient_accumulation_steps: int = 1
     weight_decay: float = 0.0
-    eval_steps: int = 5
-    save_steps: int = 5
+    eval_steps: int = 10
+    save_steps: int = 10
     save_total_limit: int = 2
     logging_steps: int = 1
     max_length: int = 1024  # whole samples: longer ones are dropped with a reason, never cut
