@@ -256,6 +256,19 @@ class ForcedTokens:
         return forced
 
 
+def forced_generate(
+    model: Any, processor: Any, scripts: list[list[int]], images: list[Any], params: Any
+) -> tuple[Any, ForcedTokens]:
+    """generate_batch with each row forced to its script (no repetition penalty)."""
+    hook = ForcedTokens(scripts)
+    handle = model.lm_head.register_forward_hook(hook)
+    try:
+        params = params.model_copy(update={"repetition_penalty": 1.0})
+        return generate_batch(model, processor, images, [PROMPT] * len(images), params), hook
+    finally:
+        handle.remove()
+
+
 @pytest.mark.slow
 def test_one_step_at_one_tile_then_generation_stops_at_end_of_turn(
     one_tile_dir: Path, tmp_path: Path
@@ -277,15 +290,10 @@ def test_one_step_at_one_tile_then_generation_stops_at_end_of_turn(
     model, processor = load_for_inference(one_tile_dir, tmp_path / "adapter", "float32")
     model.generation_config.eos_token_id = 2  # what an early hub revision says
     words = processor.tokenizer("The chart rose", add_special_tokens=False)["input_ids"]
-    hook = ForcedTokens([[*words[:2], EOU, words[2]], [*words, words[0], EOU, words[1]]])
-    handle = model.lm_head.register_forward_hook(hook)
-    try:
-        generated = generate_batch(
-            model, processor, [chart(), chart(600, 600)], [PROMPT, PROMPT],
-            GenerationParams(max_new_tokens=12, repetition_penalty=1.0),
-        )  # fmt: skip
-    finally:
-        handle.remove()
+    scripts = [[*words[:2], EOU, words[2]], [*words, words[0], EOU, words[1]]]
+    generated, hook = forced_generate(
+        model, processor, scripts, [chart(), chart(600, 600)], GenerationParams(max_new_tokens=12)
+    )
     decode = processor.tokenizer.decode
     assert [g.text for g in generated] == [
         decode(words[:2]).strip(),
@@ -305,15 +313,8 @@ def test_rows_that_end_their_turn_leave_the_batch(
     model, processor = load_for_inference(one_tile_dir)
     words = processor.tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
     scripts = [[*words[:2], EOU], words[:12], [*words[3:9], EOU]]
-    hook = ForcedTokens(scripts)
-    handle = model.lm_head.register_forward_hook(hook)
-    try:
-        generated = generate_batch(
-            model, processor, [chart()] * 3, [PROMPT] * 3,
-            GenerationParams(max_new_tokens=12, repetition_penalty=1.0, drop_finished_every=every),
-        )  # fmt: skip
-    finally:
-        handle.remove()
+    params = GenerationParams(max_new_tokens=12, drop_finished_every=every)
+    generated, hook = forced_generate(model, processor, scripts, [chart()] * 3, params)
     decode = processor.tokenizer.decode
     assert [g.text for g in generated] == [
         decode(words[:2]).strip(),
