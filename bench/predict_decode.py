@@ -52,7 +52,6 @@ def predict_case(variant: str, batch_size: int, every: int) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "new_tokens": sum(new),
         "at_limit": sum(n >= generation.max_new_tokens for n in new),
-        "tokens_per_s": round(sum(new) / seconds, 1),
         "texts": [e["text"] for e in essays],
     }
 

@@ -78,10 +78,7 @@ def load_for_inference(
 def _generation_kwargs(params: GenerationParams, prompt_length: int) -> dict[str, Any]:
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": params.max_new_tokens,
-        "do_sample": params.do_sample,
-    }
+    kwargs: dict[str, Any] = {"do_sample": params.do_sample}  # max_new_tokens: per call, _decode
     if params.do_sample:
         kwargs.update(temperature=params.temperature, top_p=params.top_p)
     else:
@@ -158,13 +155,15 @@ def _decode(
 
     rows: list[list[int]] = [[] for _ in range(inputs["input_ids"].shape[0])]
     active = list(range(len(rows)))
-    while active and len(rows[active[0]]) < params.max_new_tokens:
-        left = params.max_new_tokens - len(rows[active[0]])
+    produced = 0  # tokens generated so far by every row still in the batch
+    while active and produced < params.max_new_tokens:
+        left = params.max_new_tokens - produced
         step = min(params.drop_finished_every or left, left)
         output = model.generate(
-            **inputs, **{**kwargs, "max_new_tokens": step}, return_dict_in_generate=True
+            **inputs, **kwargs, max_new_tokens=step, return_dict_in_generate=True
         )
         new = output.sequences[:, inputs["input_ids"].shape[1] :]
+        produced += new.shape[1]
         for row, ids in zip(active, new.tolist(), strict=True):
             rows[row].extend(ids)
         going = [i for i, row in enumerate(active) if turn_end(rows[row], stops) == len(rows[row])]
