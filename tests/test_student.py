@@ -69,12 +69,14 @@ def test_processor_round_trips_with_chat_template(tiny_dir: Path) -> None:
         {"role": "assistant", "content": [{"type": "text", "text": "It rises."}]},
     ]
     text = processor.apply_chat_template(messages)
+    # SmolLM2-Instruct's own turns (its text model's), <end_of_utterance> ending each
     assert text == (
-        f"<|im_start|>User:{IMAGE_TOKEN}Describe it.{END_OF_UTTERANCE}\n"
-        f"Assistant: It rises.{END_OF_UTTERANCE}\n"
+        f"<|im_start|>user\n{IMAGE_TOKEN}Describe it.{END_OF_UTTERANCE}\n"
+        f"<|im_start|>assistant\nIt rises.{END_OF_UTTERANCE}\n"
     )
     prompt = processor.apply_chat_template(messages[:1], add_generation_prompt=True)
-    assert prompt.endswith(f"{END_OF_UTTERANCE}\nAssistant:")
+    assert text.startswith(prompt)
+    assert prompt.endswith(f"{END_OF_UTTERANCE}\n<|im_start|>assistant\n")
     batch = processor(text=[text], images=[[chart_image()]], return_tensors="pt")
     # 448x336 -> longest edge 64 -> 2x2 tiles of 32 px + the global image = 5 tiles
     assert tuple(batch["pixel_values"].shape) == (1, 5, 3, 32, 32)
@@ -151,15 +153,20 @@ def test_load_student_names_a_missing_folder(tmp_path: Path) -> None:
         load_student(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from chartdistill.student.model import build_base_student
+
+    return build_base_student(StudentParams(), tmp_path_factory.mktemp("embedded") / "base")
+
+
 @pytest.mark.slow
-def test_embedded_student_text_logits_equal_smollm2(tmp_path: Path) -> None:
+def test_embedded_student_text_logits_equal_smollm2(embedded_dir: Path) -> None:
     import torch
 
     from chartdistill.bundled import dequantise
-    from chartdistill.student.model import build_base_student
 
-    out = build_base_student(StudentParams(), tmp_path / "base")
-    student, processor = load_student(out)
+    student, processor = load_student(embedded_dir)
     reference = dequantise("float32").eval()
     ids = processor.tokenizer(
         "The bar chart compares the number of visitors to three museums.", return_tensors="pt"
@@ -171,3 +178,24 @@ def test_embedded_student_text_logits_equal_smollm2(tmp_path: Path) -> None:
     assert ours.shape[-1] >= vocab
     torch.testing.assert_close(ours[..., :vocab], theirs, rtol=0, atol=1e-4)
     assert sum(p.numel() for p in student.parameters()) > 130_000_000
+
+
+@pytest.mark.slow
+def test_untrained_embedded_student_answers_instead_of_ending_its_turn(
+    embedded_dir: Path,
+) -> None:
+    """The baseline is SmolLM2-Instruct's own answer: in its chat format it writes words (under
+    SmolVLM's "Assistant:" turn its first greedy token was <|im_end|>, an empty essay)."""
+    import torch
+
+    from chartdistill.student.model import stop_token_ids
+    from chartdistill.student.training import chat_messages
+
+    student, processor = load_student(embedded_dir)
+    prompt = "Write an IELTS Academic Task 1 essay describing this chart."
+    text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+    batch = processor(text=[text], images=[[chart_image()]], return_tensors="pt")
+    with torch.inference_mode():
+        first = student(**batch).logits[0, -1].argmax().item()
+    assert first not in stop_token_ids(processor.tokenizer)
+    assert processor.tokenizer.decode([first]).strip()

@@ -32,6 +32,7 @@ from chartdistill.student.smolvlm import (  # noqa: F401  (re-exported: model.IM
     FAKE_IMAGE_TOKEN,
     GLOBAL_IMAGE_TOKEN,
     IMAGE_TOKEN,
+    OFFLINE_CHAT_TEMPLATE,
     TINY_SCALE_FACTOR,
     TINY_TEXT,
     TINY_VISION,
@@ -146,8 +147,11 @@ def _load_gguf_tokenizer() -> Any:
     return copy.deepcopy(_gguf_tokenizer())
 
 
-def make_processor(params: StudentParams, tokenizer: Any) -> Idefics3Processor:
-    """Idefics3Processor with the PIL image processor (no torchvision) and SmolVLM's template."""
+def make_processor(
+    params: StudentParams, tokenizer: Any, chat_template: str = CHAT_TEMPLATE
+) -> Idefics3Processor:
+    """Idefics3Processor with the PIL image processor (no torchvision); SmolVLM's chat template
+    unless another is given."""
     from transformers import Idefics3ImageProcessorPil, Idefics3Processor
 
     image_processor = Idefics3ImageProcessorPil(
@@ -218,7 +222,7 @@ def _build_offline(params: StudentParams) -> tuple[Any, Any]:
     set_stop_tokens(model, tokenizer)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.eval()
-    return model, make_processor(params, tokenizer)
+    return model, make_processor(params, tokenizer, OFFLINE_CHAT_TEMPLATE)
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:

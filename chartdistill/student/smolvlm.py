@@ -35,6 +35,20 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
+# The offline students' chat template: SmolLM2-Instruct's own ChatML turns, which their text
+# model was instruction-tuned on ("<|im_start|>user\n...<|im_end|>\n<|im_start|>assistant\n"),
+# with the image in the user turn and <end_of_utterance> (its embedding row is <|im_end|>'s)
+# ending each turn. Under SmolVLM's "User:/Assistant:" turns the untrained base answers with
+# <|im_end|> at once: an empty baseline is the template's doing, not the model's (measured).
+OFFLINE_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 # The tiny test student (text 64 x 2 layers, vision 32 x 1 layer at 32 px, scale_factor 2).
 TINY_TEXT: dict[str, Any] = {
     "hidden_size": 64,
