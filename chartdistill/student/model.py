@@ -166,7 +166,7 @@ def make_processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         image_seq_len=params.image_seq_len,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
 
 
