@@ -48,9 +48,9 @@ SENTENCE = (
     "In 2015 the share of households with broadband rose from 42.5% to 67.3%, while "
     "spending on mobile data reached $1,250 per year in the North region."
 )
-# Default LoRA (r=16 on the text model's q/k/v/o): per layer q 16*(576+576), k and v
-# 16*(576+192), o 16*(576+576); 30 layers.
-TEXT_LORA_256M = 30 * 16 * ((576 + 576) * 2 + (576 + 192) * 2)
+# Default LoRA (r=16 on every linear layer of the text model): per layer q and o 16*(576+576),
+# k and v 16*(576+192), MLP gate, up and down 16*(576+1536); 30 layers.
+TEXT_LORA_256M = 30 * 16 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1536) * 3)
 CONNECTOR_256M = 768 * 16 * 576
 
 
@@ -217,8 +217,8 @@ def test_lora_targets_resolve_only_where_intended(one_tile_dir: Path) -> None:
     model, _ = load_trainable(one_tile_dir, TrainParams())
     wrapped = {n.removeprefix("base_model.model.") for n, m in model.named_modules()
                if hasattr(m, "lora_A") and not n.endswith(("lora_A", "lora_B"))}  # fmt: skip
-    pattern = r"model\.text_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj"
-    assert len(wrapped) == 30 * 4 and all(re.fullmatch(pattern, name) for name in wrapped)
+    pattern = r"model\.text_model\.layers\.\d+\.(self_attn\.(q|k|v|o)|mlp\.(gate|up|down))_proj"
+    assert len(wrapped) == 30 * 7 and all(re.fullmatch(pattern, name) for name in wrapped)
     assert model.get_nb_trainable_parameters()[0] == TEXT_LORA_256M
 
     lora = LoraParams(vision_target_modules=["q_proj", "k_proj", "v_proj", "out_proj"],

@@ -57,10 +57,12 @@ MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 class LoraParams(Section):
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.05
+    dropout: float = 0.0
     # Text model modules (q_proj k_proj v_proj o_proj, MLP: gate_proj up_proj down_proj).
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        default_factory=lambda: [
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+        ]  # fmt: skip
     )
     # Vision tower modules (SigLIP: q_proj k_proj v_proj out_proj fc1 fc2); empty: frozen.
     vision_target_modules: list[str] = Field(default_factory=list)
