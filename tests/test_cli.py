@@ -25,10 +25,26 @@ def _chart(path: Path) -> Path:
 
 
 def test_essay_from_a_tiny_student(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI prints the essay the student writes for the image under the pipeline's prompt
+    (the random tiny student writes newlines only, so its text is compared, not judged)."""
+    from PIL import Image
+
+    from chartdistill.config import load_section
+    from chartdistill.prompts.student import render_student_prompt
+    from chartdistill.student.generation import generate_essays, load_for_inference
+    from chartdistill.student.predict import PredictParams
+
     base = build_tiny_student(project / "base")
-    code = main([str(_chart(project / "c.png")), "--base", str(base), "--max-new-tokens", "6"])
+    chart = _chart(project / "c.png")
+    code = main([str(chart), "--base", str(base), "--max-new-tokens", "6"])
     assert code == 0
-    assert capsys.readouterr().out.strip()
+    model, processor = load_for_inference(base, None, "float32")
+    generation = load_section("predict", PredictParams).generation
+    generation = generation.model_copy(update={"max_new_tokens": 6})
+    prompt = render_student_prompt(project / "prompts", None)
+    [essay] = generate_essays(model, processor, [Image.open(chart)], [prompt], generation)
+    assert essay.new_tokens == 6
+    assert capsys.readouterr().out == essay.text.rstrip() + "\n"
 
 
 def test_missing_image_is_a_clear_error(project: Path) -> None:
