@@ -54,16 +54,15 @@ def default_tracking_uri() -> str:
 MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+TEXT_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 class LoraParams(Section):
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
     # Text model modules (q_proj k_proj v_proj o_proj, MLP: gate_proj up_proj down_proj).
-    target_modules: list[str] = Field(
-        default_factory=lambda: [
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-        ]  # fmt: skip
-    )
+    target_modules: list[str] = Field(default_factory=lambda: list(TEXT_LINEAR_LAYERS))
     # Vision tower modules (SigLIP: q_proj k_proj v_proj out_proj fc1 fc2); empty: frozen.
     vision_target_modules: list[str] = Field(default_factory=list)
     train_connector: bool = False  # the vision->text connector fully trainable (saved whole)
