@@ -235,7 +235,9 @@ def test_teach_survives_every_fault_and_rerun_requests_only_failures(
             if essay["status"] == "rejected":
                 assert essay["reasons"], essay["id"]
         assert essays[victim["id"]]["status"] == "failed"
-        assert essays[victim["id"]]["error"] == "http_500"
+        # Its last attempt met the poison (http_500) or, when the concurrent requests arrived in
+        # another order, one of the plan's injected faults: either way a counted request error.
+        assert essays[victim["id"]]["error"] in first["request_errors"]
         assert first["request_errors"].get("http_500", 0) >= 1
         assert first["requests"] == len({request_key(r) for r in stub.chat_requests})
         assert len(set(plan.injected)) >= 5, plan.injected
