@@ -394,8 +394,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 },
                 "max_tokens": 200,
                 "known_answer": known,
-                # the LLM path alone here; test_the_gate_decides_... turns the gate on
-                "gate": {"enabled": False},
+                # the LLM path alone here; test_the_gate_decides_... turns the gate on. The
+                # stub is fooled by a looped sentence, so the audit flags it: ask it anyway.
+                "gate": {"enabled": False, "llm_when_unreliable": True},
             },
             "evaluation": {"bounds": {"min_words": 150, "max_words": 300}, "tolerance": 0.02},
         }
@@ -497,7 +498,7 @@ def test_stage_writes_judgements_metrics_and_plot(project, monkeypatch) -> None:
 
 def enable_gate(root: Path, **gate: Any) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    params["judge"]["gate"] = {"enabled": True, **gate}
+    params["judge"]["gate"] = {**params["judge"]["gate"], "enabled": True, **gate}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -533,6 +534,39 @@ def test_the_gate_decides_clear_pairs_and_the_llm_the_rest(project, monkeypatch)
     check = read_json(root / "metrics/judge.json")
     # overview_dropped and looped_sentence are both visible to the gate: it decides them
     assert check["gate"]["visible"]["decided"] == check["gate"]["correct"] == 2
+
+
+@pytest.mark.parametrize("min_accuracy", [0.7, 0.0])
+def test_an_llm_the_audit_flags_is_not_asked(project, monkeypatch, min_accuracy) -> None:
+    """The stub (it prefers the essay with more digits) is right on neither known-answer
+    pair: at min_accuracy 0.7 the audit flags it and the pairs the gate leaves (bar-2,
+    line-1) are ties from no source, with no request sent; at 0 it is trusted and asked."""
+    root, stub = project
+    enable_gate(root, llm_when_unreliable=False)
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["judge"]["known_answer"]["min_accuracy"] = min_accuracy
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    run_check(monkeypatch)
+    check = read_json(root / "metrics/judge.json")
+    assert check["llm"]["accuracy"] == 0.0
+    stub.reset_log()
+    run_stage(monkeypatch, "structured")
+    records = {r["id"]: r for r in read_jsonl(root / "data/judgements/structured.jsonl")}
+    metrics = read_json(root / "metrics/eval_structured.json")
+    assert records["bar-1"]["source"] == "gate"
+    if check["llm"]["reliable"]:
+        assert min_accuracy == 0.0
+        assert [records[i]["source"] for i in ("bar-2", "line-1")] == ["llm", "llm"]
+        assert len(stub.chat_requests) == 3
+        return
+    assert min_accuracy == 0.7 and stub.chat_requests == []
+    for chart_id in ("bar-2", "line-1"):
+        record = records[chart_id]
+        assert (record["source"], record["outcome"], record["verdicts"]) == ("none", "tie", [])
+        assert record["gate"]["outcome"] is None and record["expected_score"] == 0.5
+    none = metrics["by_source"]["none"]
+    assert (none["n"], none["ties"], metrics["by_source"]["llm"]["n"]) == (2, 2, 0)
+    assert (metrics["n"], metrics["wins"], metrics["ties"]) == (3, 1, 2)
 
 
 def test_a_held_out_chart_gets_the_reference_writers_essay(project, monkeypatch) -> None:

@@ -91,6 +91,7 @@ def judged(project, monkeypatch, tmp_path_factory):  # noqa: F811 - the imported
     enable_gate(root)
     run_check(monkeypatch)
     run_stage(monkeypatch, "structured")
+    enable_gate(root, llm_when_unreliable=False)  # the audit flags the stub: not asked
     run_stage(monkeypatch, "unstructured")
     with (root / "plots").joinpath("train_structured.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -149,6 +150,12 @@ def test_report_stage_writes_pages_and_logs_to_the_training_run(judged, monkeypa
     assert "gate (essay_beats_non_essay): finetuned is better" in page
     assert "gate (margin): finetuned is better" in page and "gate abstains" in page
     assert "By verdict source" in page and "table gate: trusted." in page
+    # unstructured: line-1, which the gate leaves, is a tie from no source
+    other = (out / "unstructured.html").read_text(encoding="utf-8")
+    verdicts = re.findall(r'source: <strong class="source">(\w+)</strong>', other)
+    assert verdicts == ["gate", "gate", "none"]
+    assert "the LLM, flagged by the audit, was not asked" in other
+    assert re.search(r"<tr><td>none</td><td>—</td><td>1</td><td>0 / 1 / 0</td>", other)
     # Essay text is escaped, never markup.
     assert "<analysis>" not in page
 

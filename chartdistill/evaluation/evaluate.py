@@ -28,6 +28,7 @@ from chartdistill.evaluation.judge import (
     judge_backend,
     judge_known_answers,
     judge_pairs,
+    unjudged,
 )
 from chartdistill.evaluation.known_answer import (
     GATE_BLIND_KINDS,
@@ -143,14 +144,19 @@ def gate_then_judge(
     params: JudgeParams,
     client: CachedClient,
     prompts_dir: Path,
+    llm_trusted: bool = True,
 ) -> list[PairJudgement]:
     """The table gate on every pair; the LLM judge (both orders) on the pairs it leaves, and
-    on all of them with judge.gate.llm_on_decided. Each judgement records its source."""
+    on all of them with judge.gate.llm_on_decided. An LLM the audit did not trust
+    (`llm_trusted` false) is not asked unless judge.gate.llm_when_unreliable: the pairs the
+    gate leaves are then ties from no source. Each judgement records its source."""
     gate: dict[str, GateVerdict] = {
         c.id: gate_verdict(checks["baseline"][c.id], checks["finetuned"][c.id], params.gate)
         for c in inputs.charts
     }
     asked = [c for c in inputs.charts if gate[c.id].outcome is None or params.gate.llm_on_decided]
+    if not (llm_trusted or params.gate.llm_when_unreliable):
+        asked = []
     evidence = None
     if params.shows_evidence():
         evidence = {c.id: {side: findings(checks[side][c.id]) for side in SIDES} for c in asked}
@@ -172,15 +178,22 @@ def gate_then_judge(
         verdict = gate[chart.id]
         if verdict.outcome is not None:
             out.append(decided_by_gate(chart, verdict, llm.get(chart.id)))
+        elif chart.id not in llm:
+            out.append(unjudged(chart, verdict))
         else:
             judgement = llm[chart.id]
             judgement.gate = gate_record(verdict)
             out.append(judgement)
+    unasked = sum(j.source == "none" for j in out)
     log.info(
-        "gate decided %d of %d pairs; the LLM judged %d",
+        "gate decided %d of %d pairs; the LLM judged %d%s",
         sum(j.source == "gate" for j in out),
         len(out),
         len(asked),
+        f"; {unasked} left as ties (judge_check flagged the LLM; judge.gate.llm_when_unreliable "
+        "asks it anyway)"
+        if unasked
+        else "",
     )
     return out
 
@@ -236,7 +249,9 @@ def evaluate_variant(
     backend = backend or judge_backend(params, paths.prompts)
     client = CachedClient(backend, ResponseCache(paths.judge_cache / variant))
     checks = check_essays(inputs, eval_params, variant)
-    judgements = gate_then_judge(inputs, checks, params, client, paths.prompts)
+    judgements = gate_then_judge(
+        inputs, checks, params, client, paths.prompts, trusted_sources(check)["llm"]
+    )
     summary = eval_summary(
         judgements,
         _metric_rows(checks["teacher"], inputs.charts, None, eval_params),
@@ -269,7 +284,8 @@ def evaluate_variant(
 def _log_summary(variant: str, summary: dict[str, Any], check: dict[str, Any]) -> None:
     by_source = summary["by_source"]
     log.info(
-        "%s vs baseline: %d wins, %d ties, %d losses of %d judged (gate %d, llm %d); win rate "
+        "%s vs baseline: %d wins, %d ties, %d losses of %d judged (gate %d, llm %d, none %d); "
+        "win rate "
         "%s (95%% CI %s), length-controlled %s (95%% CI %s); %d judge failures",
         variant,
         summary["wins"],
@@ -278,6 +294,7 @@ def _log_summary(variant: str, summary: dict[str, Any], check: dict[str, Any]) -
         summary["n"],
         by_source["gate"]["n"],
         by_source["llm"]["n"],
+        by_source["none"]["n"],
         summary["win_rate"],
         summary["win_rate_ci95"],
         summary["lc_win_rate"],

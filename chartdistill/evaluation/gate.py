@@ -13,7 +13,9 @@ of the introduction, prose, off task); its *faults* are the checks it fails amon
 - a clean essay (no fault) beats one with at least one fault (`clean_beats_faulty`);
 - otherwise the essay with at least `margin` fewer faults wins;
 - anything else is left to the LLM judge (the gate abstains).
-A gate verdict records its source ("gate") and each side's faults; the LLM's records "llm".
+A gate verdict records its source ("gate") and each side's faults; the LLM's records "llm". An
+LLM that the known-answer audit (stage judge_check) flagged is not asked unless
+`llm_when_unreliable`: the pairs the gate leaves are then ties from no source ("none").
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ def _known_check(check: str) -> str:
 
 
 GateCheck = Annotated[str, AfterValidator(_known_check)]
-Source = Literal["gate", "llm"]
-SOURCES: tuple[Source, ...] = ("gate", "llm")
+Source = Literal["gate", "llm", "none"]  # none: the gate abstained and no trusted LLM was asked
+SOURCES: tuple[Source, ...] = ("gate", "llm", "none")
 
 
 class GateParams(Section):
     """The table gate's rules (chartdistill.evaluation.gate). `enabled: false` leaves every
     pair to the LLM judge; `llm_on_decided: true` also asks the LLM about the pairs the gate
-    decided (its verdicts are then recorded beside the gate's, which stands)."""
+    decided (its verdicts are then recorded beside the gate's, which stands);
+    `llm_when_unreliable: true` asks it even when judge_check flagged it (its verdicts are then
+    reported as not to be trusted), instead of leaving the gate's abstentions as ties."""
 
     enabled: bool = True
     checks: tuple[GateCheck, ...] = GATE_CHECKS
@@ -53,6 +57,7 @@ class GateParams(Section):
     clean_beats_faulty: bool = True
     margin: int = Field(default=2, ge=1)
     llm_on_decided: bool = False
+    llm_when_unreliable: bool = False
 
 
 @dataclass(frozen=True)

@@ -320,7 +320,7 @@ class PairJudgement:
     error: str | None = None
     probabilities: dict[str, float] | None = None
     expected_score: float | None = None
-    source: Source = "llm"  # gate: the table checks decided; llm: the judge model did
+    source: Source = "llm"  # gate: the table checks decided; llm: the judge model; none: neither
     gate: dict[str, Any] | None = None  # the gate's faults per side, rule and reason
 
     def to_dict(self) -> dict[str, Any]:
@@ -341,9 +341,26 @@ def decided_by_gate(
 ) -> PairJudgement:
     """The pair's judgement when the gate decided it: its outcome, one-hot probabilities; the
     LLM's order verdicts kept beside it when it was asked too (judge.gate.llm_on_decided)."""
-    outcome = verdict.outcome
-    if outcome is None:
+    if verdict.outcome is None:
         raise ValueError(f"chart {chart.id}: the gate abstained")
+    return _one_hot(chart, verdict, verdict.outcome, "gate", llm)
+
+
+def unjudged(chart: ChartRecord, verdict: GateVerdict) -> PairJudgement:
+    """A pair the gate left when the LLM was not asked (judge_check flagged it and
+    judge.gate.llm_when_unreliable is off): a tie that no source decided."""
+    if verdict.outcome is not None:
+        raise ValueError(f"chart {chart.id}: the gate decided it")
+    return _one_hot(chart, verdict, "tie", "none")
+
+
+def _one_hot(
+    chart: ChartRecord,
+    verdict: GateVerdict,
+    outcome: Outcome,
+    source: Source,
+    llm: PairJudgement | None = None,
+) -> PairJudgement:
     probabilities = {key: float(key == outcome) for key in OUTCOMES}
     return PairJudgement(
         id=chart.id,
@@ -354,8 +371,8 @@ def decided_by_gate(
         verdicts=llm.verdicts if llm else [],
         bands=llm.bands if llm else {},
         probabilities=probabilities,
-        expected_score=probabilities["finetuned"],
-        source="gate",
+        expected_score=probabilities["finetuned"] + 0.5 * probabilities["tie"],
+        source=source,
         gate=gate_record(verdict),
     )
 
