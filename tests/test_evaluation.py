@@ -395,7 +395,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                 "max_tokens": 200,
                 "known_answer": known,
                 # the LLM path alone here; test_the_gate_decides_... turns the gate on. The
-                # stub is fooled by a looped sentence, so the audit flags it: ask it anyway.
+                # stub is right on neither known-answer pair, so the audit flags it: ask it anyway.
                 "gate": {"enabled": False, "llm_when_unreliable": True},
             },
             "evaluation": {"bounds": {"min_words": 150, "max_words": 300}, "tolerance": 0.02},

@@ -285,8 +285,7 @@ def _log_summary(variant: str, summary: dict[str, Any], check: dict[str, Any]) -
     by_source = summary["by_source"]
     log.info(
         "%s vs baseline: %d wins, %d ties, %d losses of %d judged (gate %d, llm %d, none %d); "
-        "win rate "
-        "%s (95%% CI %s), length-controlled %s (95%% CI %s); %d judge failures",
+        "win rate %s (95%% CI %s), length-controlled %s (95%% CI %s); %d judge failures",
         variant,
         summary["wins"],
         summary["ties"],
