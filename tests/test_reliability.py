@@ -114,8 +114,17 @@ def use_stub(project: Project, stub: StubServer, **llm: Any) -> None:
 
 
 def judge_on_stub(project: Project, stub: StubServer, **llm: Any) -> None:
-    """Only the judge moves to `stub`: the teacher's params, and so its essays, stay as run."""
-    project.set_params({"judge": {"llm": {**FAST_LLM, **llm, "base_url": stub.base_url}}})
+    """Only the judge moves to `stub`: the teacher's params, and so its essays, stay as run.
+    The stub is asked whatever its known-answer audit says (judge.gate.llm_when_unreliable):
+    these tests are about the requests, and the stub is no judge that passes the audit."""
+    project.set_params(
+        {
+            "judge": {
+                "llm": {**FAST_LLM, **llm, "base_url": stub.base_url},
+                "gate": {"llm_when_unreliable": True},
+            }
+        }
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
