@@ -2,7 +2,12 @@
 
     .venv/bin/python -m bench.suite            # everything but the default-profile cold run
     .venv/bin/python -m bench.suite --full     # + the default profile's cold `dvc repro`
+    .venv/bin/python -m bench.suite --tests    # + the test suite (`python -m pytest`), timed
     .venv/bin/python -m bench.suite --write    # + the table, date and machine to BENCHMARKS.md
+
+With --write, BENCHMARKS.md also keeps one dated row per machine kind (CPU model and the flags
+that decide fp32 against bf16): this run's cold `dvc repro` and test-suite minutes replace that
+kind's row, and every other kind's row stays.
 
 What it measures:
 - teacher client throughput at concurrency 16 against the stub server (200 ms latency, in its
@@ -31,6 +36,7 @@ import re  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -47,7 +53,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NOOP_REPEATS = 3
 CRASH_AFTER_ENTRIES = 5
 FULL_GOAL_S = 720.0  # issue 23: the default profile cold in 12 minutes on 2 cores
+TESTS_GOAL_S = 1500.0  # issue 23: the test suite in 25 minutes on 2 cores
 NOTES_HEADING = "## Notes"
+KINDS_HEADING = "## Per machine kind"
+KIND_COLUMNS = ("machine kind", "date", "commit", "dtype auto", "cold dvc repro", "test suite")
+COLD_ROW = "default profile cold dvc repro"
+TESTS_ROW = "test suite (python -m pytest)"
 
 
 @dataclass
@@ -277,7 +288,7 @@ def cold_repro_rows(project: Any) -> list[Row]:
     log.info("default profile cold repro: %.0f s, stages %s", seconds, stages)
     rows = [
         Row(
-            f"default profile cold dvc repro ({os.cpu_count()} cores)",
+            f"{COLD_ROW} ({os.cpu_count()} cores)",
             round(seconds / 60, 2),
             "min",
             f"<= {FULL_GOAL_S / 60:.0f} min",
@@ -395,6 +406,34 @@ def student(tmp: Path) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------------------ test suite
+
+
+_PASSED = re.compile(r"=+ (.*\bpassed\b.*) in [0-9.]+s")
+
+
+def timed_test_suite() -> Row:
+    """The whole test suite (`python -m pytest`, the README's test command) in this checkout."""
+    began = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - began
+    summary = _PASSED.search(result.stdout)
+    outcome = summary.group(1) if summary else result.stdout.strip().splitlines()[-1:]
+    return Row(
+        TESTS_ROW,
+        round(seconds / 60, 2),
+        f"min ({outcome})",
+        f"<= {TESTS_GOAL_S / 60:.0f} min",
+        result.returncode == 0 and seconds <= TESTS_GOAL_S,
+    )
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -404,8 +443,9 @@ def workspace() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def run_suite(full: bool) -> list[Row]:
-    rows = [teacher_throughput()]
+def run_suite(full: bool, tests: bool) -> list[Row]:
+    rows = [timed_test_suite()] if tests else []
+    rows.append(teacher_throughput())
     with workspace() as tmp:
         rows += pipeline_requests(tmp)
     if full:
@@ -415,6 +455,61 @@ def run_suite(full: bool) -> list[Row]:
     with workspace() as tmp:
         rows += student(tmp)
     return rows
+
+
+def machine_kind(info: dict[str, str]) -> str:
+    return f"{info['cpu']}, {info['nproc']} cores, {info['flags']}"
+
+
+def kind_rows(text: str) -> dict[str, list[str]]:
+    """The per-machine-kind table of a BENCHMARKS.md text, by machine kind (empty if none)."""
+    if KINDS_HEADING not in text:
+        return {}
+    section = text[text.index(KINDS_HEADING) + len(KINDS_HEADING) :].split("\n## ")[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ")
+    ]
+    return {
+        cells[0]: cells
+        for cells in rows
+        if len(cells) == len(KIND_COLUMNS) and cells[0] != KIND_COLUMNS[0]
+    }
+
+
+def kinds_table(old: str, rows: list[Row], info: dict[str, str], commit: str) -> str:
+    """The per-machine-kind section: `old`'s rows with this machine kind's replaced by this
+    run's (a figure this run did not measure keeps the old row's value)."""
+    from chartdistill.device import resolve_dtype_name
+
+    table = kind_rows(old)
+    kind = machine_kind(info)
+    previous = table.get(kind, [""] * len(KIND_COLUMNS))
+
+    def measured(name: str, kept: str) -> str:
+        return next((f"{r.value:.2f} min" for r in rows if r.name.startswith(name)), kept)
+
+    table[kind] = [
+        kind,
+        datetime.now(UTC).strftime("%Y-%m-%d"),
+        commit,
+        resolve_dtype_name("auto"),
+        measured(COLD_ROW, previous[4]),
+        measured(TESTS_ROW, previous[5]),
+    ]
+    lines = [
+        KINDS_HEADING,
+        "",
+        "One row per machine kind, replaced by each `--write` on that kind (2 cores unless named).",
+        "",
+        "| " + " | ".join(KIND_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in KIND_COLUMNS) + "|",
+        *("| " + " | ".join(cells) + " |" for _, cells in sorted(table.items())),
+        "",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> str:
@@ -440,6 +535,7 @@ def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="also the default profile cold run")
+    parser.add_argument("--tests", action="store_true", help="also time the test suite")
     parser.add_argument("--write", action="store_true", help="write the table to BENCHMARKS.md")
     args = parser.parse_args()
     logging.basicConfig(
@@ -448,16 +544,19 @@ def main() -> None:
     for noisy in ("httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request otherwise
     before = machine()["load"]
-    rows = run_suite(args.full)
+    rows = run_suite(args.full, args.tests)
     print(render(rows))  # noqa: T201 - a benchmark's report is its stdout
     if args.write:
         from chartdistill.io import atomic_write_text
+        from chartdistill.student.training import git_commit
 
         target = ROOT / "BENCHMARKS.md"
-        kept = ""  # hand-written notes below NOTES_HEADING survive a rewrite of the table
-        if target.exists() and NOTES_HEADING in (old := target.read_text(encoding="utf-8")):
-            kept = old[old.index(NOTES_HEADING) :]
-        atomic_write_text(target, report(rows, machine(), before, args.full) + kept)
+        old = target.read_text(encoding="utf-8") if target.exists() else ""
+        # hand-written notes below NOTES_HEADING survive a rewrite of the table
+        kept = old[old.index(NOTES_HEADING) :] if NOTES_HEADING in old else ""
+        info = machine()
+        kinds = kinds_table(old, rows, info, git_commit()[:7])
+        atomic_write_text(target, report(rows, info, before, args.full) + kinds + kept)
 
 
 if __name__ == "__main__":
