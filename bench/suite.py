@@ -424,7 +424,8 @@ def timed_test_suite() -> Row:
     )
     seconds = time.perf_counter() - began
     summary = _PASSED.search(result.stdout)
-    outcome = summary.group(1) if summary else result.stdout.strip().splitlines()[-1:]
+    last_line = (result.stdout.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+    outcome = summary.group(1) if summary else last_line
     return Row(
         TESTS_ROW,
         round(seconds / 60, 2),
