@@ -196,7 +196,7 @@ def _kill_teach_mid_run(project: object, cache: Path, entries: int) -> int:
 def pipeline_requests(tmp: Path) -> list[Row]:
     """Requests sent by reruns on the tiny profile, teacher and judge on the stub."""
     from harness.fake_teacher import reply
-    from harness.project import TINY_PROFILE, copy_project
+    from harness.project import TINY_PROFILE, copy_project, point_llms_at
     from harness.stub_server import StubServer
 
     project = copy_project(tmp / "tiny")
@@ -206,8 +206,7 @@ def pipeline_requests(tmp: Path) -> list[Row]:
     charts = sum(counts.values())
     rows = []
     with StubServer(reply=reply) as stub:
-        llm = {"base_url": stub.base_url, "model": "stub", "concurrency": 2, "timeout_s": 30}
-        project.set_params({"teacher": {"llm": llm}, "judge": {"llm": llm}})
+        point_llms_at(project, stub, concurrency=2, timeout_s=30)  # the teacher section by section
         project.commit("tiny profile, LLM on the stub")
         cold = timed(lambda: project.run("dvc", "repro"))
         log.info("tiny profile cold dvc repro: %.1f s", cold)
