@@ -512,12 +512,13 @@ def kinds_table(old: str, rows: list[Row], info: dict[str, str], commit: str) ->
     return "\n".join(lines)
 
 
-def report(rows: list[Row], info: dict[str, str], before: str, full: bool) -> str:
+def report(rows: list[Row], info: dict[str, str], before: str, full: bool, tests: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    flags = (" --full" if full else "") + (" --tests" if tests else "")
     lines = [
         "# Benchmarks",
         "",
-        f"`.venv/bin/python -m bench.suite{' --full' if full else ''} --write`, {stamp}.",
+        f"`.venv/bin/python -m bench.suite{flags} --write`, {stamp}.",
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}; flags {info['flags']}), {info['ram']} RAM. "
         f"Load average (1, 5, 15 min) before: {before}; after: {info['load']} "
@@ -556,7 +557,7 @@ def main() -> None:
         kept = old[old.index(NOTES_HEADING) :] if NOTES_HEADING in old else ""
         info = machine()
         kinds = kinds_table(old, rows, info, git_commit()[:7])
-        atomic_write_text(target, report(rows, info, before, args.full) + kinds + kept)
+        atomic_write_text(target, report(rows, info, before, args.full, args.tests) + kinds + kept)
 
 
 if __name__ == "__main__":
