@@ -210,6 +210,25 @@ def test_training_without_a_validation_split_runs_without_eval(
     assert all(row["eval_loss"] is None for row in metrics["history"])
 
 
+def test_neftune_noise_is_on_the_text_embeddings_while_training(
+    tiny_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    seen: dict[str, Any] = {}
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+            embeddings = model.get_input_embeddings()
+            seen["alpha"] = getattr(embeddings, "neftune_noise_alpha", None)
+            seen["training"] = embeddings.training
+
+    train_variant(
+        "structured", dataset_dir, tiny_dir, tmp_path / "out", tmp_path / "ckpt",
+        small_params(max_steps=1, neftune_noise_alpha=5.0, report_to=[]), PROMPT,
+        callbacks=[Probe()],
+    )  # fmt: skip
+    assert seen == {"alpha": 5.0, "training": True}
+
+
 def test_train_params_reject_bad_values() -> None:
     with pytest.raises(ParamsError, match="max_steps"):
         parse_section("train", TrainParams, {"max_steps": 0})

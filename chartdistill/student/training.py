@@ -96,8 +96,9 @@ class TrainParams(Section):
     per_device_eval_batch_size: int = 2
     gradient_accumulation_steps: int = 1
     weight_decay: float = 0.0
-    eval_steps: int = 10
-    save_steps: int = 10
+    neftune_noise_alpha: float | None = Field(default=None, gt=0)  # NEFTune: noisy embeddings
+    eval_steps: int = 20
+    save_steps: int = 20
     save_total_limit: int = 2
     logging_steps: int = 1
     max_length: int = 1024  # whole samples: longer ones are dropped with a reason, never cut
@@ -484,6 +485,7 @@ def training_arguments(
         per_device_eval_batch_size=params.per_device_eval_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         weight_decay=params.weight_decay,
+        neftune_noise_alpha=params.neftune_noise_alpha,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=params.eval_steps,
         load_best_model_at_end=evaluate,  # the step count is chosen by validation loss
