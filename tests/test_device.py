@@ -101,6 +101,6 @@ def test_params_accept_auto_and_reject_other_names() -> None:
     from chartdistill.llm.types import EmbeddedParams
     from chartdistill.student.predict import PredictParams
 
-    assert EmbeddedParams().dtype == "auto" and PredictParams().dtype == "auto"
+    assert EmbeddedParams().dtype == "auto" and PredictParams(dtype="auto").dtype == "auto"
     with pytest.raises(ValidationError):
         EmbeddedParams(dtype="fp32")  # type: ignore[arg-type]

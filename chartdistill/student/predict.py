@@ -20,7 +20,7 @@ MODELS = ("baseline", "structured", "unstructured")
 
 
 class PredictParams(Section):
-    dtype: DtypeName = "auto"  # auto: bfloat16 where the hardware runs it natively, else float32
+    dtype: DtypeName = "float32"  # reproducible; auto: bfloat16 where native (params.yaml)
     limit: int | None = Field(default=None, ge=1)  # first N test charts only (None: all)
     generation: GenerationParams = GenerationParams()
 
