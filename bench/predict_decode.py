@@ -8,7 +8,8 @@ models/base, models/VARIANT, the variant's test split and params.yaml, as the st
 case runs `predict` in a fresh process on the same charts with greedy decoding; `same_text` says
 whether its essays equal the first case's, word for word. The cases run in turn, BENCH_ROUNDS
 times (default 2: A B C D A B C D, so a drifting machine slows all alike); the median is quoted.
-BENCH_CHARTS limits the charts (first N).
+BENCH_CHARTS limits the charts (first N); BENCH_CASES picks the cases, e.g. "8:64,24:64"
+(batch size:drop_finished_every).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from bench.student_step import run_isolated, table
 from bench.suite import machine
 
 CASES = [(8, 0), (8, 64), (24, 0), (24, 64)]  # (batch_size, drop_finished_every)
+
+
+def cases() -> list[tuple[int, int]]:
+    """BENCH_CASES ("8:64,24:64") or CASES."""
+    spec = os.environ.get("BENCH_CASES", "")
+    if not spec:
+        return CASES
+    pairs = (case.split(":") for case in spec.split(","))
+    return [(int(size), int(every)) for size, every in pairs]
 
 
 def predict_case(variant: str, batch_size: int, every: int) -> dict[str, Any]:
@@ -60,10 +70,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     variant = sys.argv[1] if len(sys.argv) > 1 else "structured"
     rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
-    runs = [[run_isolated(predict_case, variant, *case) for case in CASES] for _ in range(rounds)]
+    chosen = cases()
+    runs = [[run_isolated(predict_case, variant, *case) for case in chosen] for _ in range(rounds)]
     first = runs[0][0]["texts"]
     rows = []
-    for index in range(len(CASES)):
+    for index in range(len(chosen)):
         row = {k: v for k, v in runs[0][index].items() if k not in ("texts", "seconds")}
         seconds = [r[index]["seconds"] for r in runs]
         row["seconds"] = statistics.median(seconds)

@@ -28,7 +28,7 @@ class GenerationParams(Section):
     temperature: float = 0.7
     top_p: float = 0.9
     repetition_penalty: float = 1.1  # applied to generated tokens only; 1.0 = off
-    batch_size: int = 8
+    batch_size: int = 24  # decode reads all weights a step: more rows a step, fewer steps
     # Every this many new tokens, rows that ended their turn leave the batch (0: one generate
     # call, every row decoded until the last one stops).
     drop_finished_every: int = 64
