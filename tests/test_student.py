@@ -199,3 +199,24 @@ def test_untrained_embedded_student_answers_instead_of_ending_its_turn(
         first = student(**batch).logits[0, -1].argmax().item()
     assert first not in stop_token_ids(processor.tokenizer)
     assert processor.tokenizer.decode([first]).strip()
+
+
+@pytest.mark.slow
+def test_embedded_base_is_the_same_bytes_from_the_gguf_and_from_the_converted_copy(
+    embedded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first build on a machine dequantises the GGUF (and keeps the converted copy), later
+    ones read that copy: the same base student either way, naming no path of this machine."""
+    from chartdistill.student.model import build_base_student
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty_cache"))
+    fresh = build_base_student(StudentParams(), tmp_path / "fresh")
+    assert any((tmp_path / "empty_cache" / "chartdistill").iterdir())  # the copy was kept
+    again = build_base_student(StudentParams(), tmp_path / "again")
+    for built in (fresh, again):
+        names = sorted(f.name for f in built.iterdir())
+        assert names == sorted(f.name for f in embedded_dir.iterdir())
+        for name in names:
+            assert (built / name).read_bytes() == (embedded_dir / name).read_bytes(), name
+    config = (fresh / "config.json").read_text()
+    assert '"_name_or_path"' not in config and "site-packages" not in config
