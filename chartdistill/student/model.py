@@ -215,14 +215,9 @@ def _build_offline(params: StudentParams) -> tuple[Any, Any]:
         # not where the weights were read from: the same base student on every machine
         text_config._name_or_path, text_config.architectures = "", None
     else:
-        tokenizer = _load_gguf_tokenizer()
-        text_model = None
-        text_config = LlamaConfig(
-            vocab_size=_padded_vocab(tokenizer),
-            tie_word_embeddings=True,
-            rms_norm_eps=1e-5,
-            **TINY_TEXT,
-        )
+        tokenizer, text_model = _load_gguf_tokenizer(), None
+        # vocab_size: _student_config sets it for both branches
+        text_config = LlamaConfig(tie_word_embeddings=True, rms_norm_eps=1e-5, **TINY_TEXT)
     config = _student_config(params, text_config, _padded_vocab(tokenizer), tokenizer)
     set_seed(params.seed)
     model = Idefics3ForConditionalGeneration(config)
