@@ -1,11 +1,11 @@
 """Text read from chart images with PP-OCR (rapidocr + onnxruntime, models ship in the wheel).
 
 One pass per chart image, cached by content (image bytes + the OCR settings), so a rerun reads
-only new or changed charts. Each result keeps every text line with its box and score. From it:
-- `reading_order`: the lines top to bottom, left to right (title, labels, legend, values);
-- `check_chart`: whether the image shows its own title and category labels; a chart whose
-  image does not match its table is rejected with a reason (`ocr_title_missing`,
-  `ocr_labels_missing`, or `ocr_failed` when the image cannot be read).
+only new or changed charts. Each result keeps every text line with its box and score. From it,
+`check_chart` tells whether the image shows its own title and category labels; a chart whose
+image does not match its table is rejected with a reason (`ocr_title_missing`,
+`ocr_labels_missing`, or `ocr_failed` when the image cannot be read). The student's hint is
+made from the same lines in chartdistill/ocr_hint.py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from chartdistill.io import atomic_write_text, read_jsonl
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+HintLayout = Literal["paired", "reading_order"]  # the student's hint (ocr_hint.py)
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 
@@ -52,7 +53,8 @@ class OcrParams(Section):
     # are read by the recogniser anyway)
     min_score: float = Field(default=0.5, ge=0, le=1)
     threads: int = Field(default=2, ge=1)
-    hint_max_chars: int = Field(default=600, ge=0)  # the student's OCR hint, cut at a line
+    hint_max_chars: int = Field(default=600, ge=0)  # the student's OCR hint, cut at an item
+    hint_layout: HintLayout = "paired"
     check: OcrCheck = OcrCheck()
 
     def engine_settings(self) -> dict[str, Any]:
@@ -123,34 +125,6 @@ def read_lines(engine: Any, image: Path) -> list[OcrLine]:
         )
         for text, score, box in zip(result.txts, result.scores, result.boxes, strict=True)
     ]
-
-
-def reading_order(lines: list[OcrLine]) -> list[str]:
-    """Line texts top to bottom, then left to right within a row (rows: overlapping heights)."""
-    boxes = sorted(lines, key=lambda line: _top(line))
-    rows: list[list[OcrLine]] = []
-    for line in boxes:
-        if rows and _top(line) < _bottom(rows[-1][0]) - 0.5 * _height(rows[-1][0]):
-            rows[-1].append(line)
-        else:
-            rows.append([line])
-    return [line.text for row in rows for line in sorted(row, key=_left)]
-
-
-def _top(line: OcrLine) -> float:
-    return min(y for _, y in line.box)
-
-
-def _bottom(line: OcrLine) -> float:
-    return max(y for _, y in line.box)
-
-
-def _left(line: OcrLine) -> float:
-    return min(x for x, _ in line.box)
-
-
-def _height(line: OcrLine) -> float:
-    return max(1.0, _bottom(line) - _top(line))
 
 
 def words(text: str) -> list[str]:
@@ -290,28 +264,6 @@ def ocr_metrics(
 def load_ocr(path: Path) -> dict[str, OcrRecord]:
     """OCR records by chart id, from the stage's ocr.jsonl."""
     return {row["id"]: OcrRecord.model_validate(row) for row in read_jsonl(path)}
-
-
-def ocr_hint(record: OcrRecord | None, max_chars: int) -> str:
-    """The recognised text in reading order, one ` | `-joined line, cut at a line boundary."""
-    if record is None or record.error is not None:
-        return ""
-    out: list[str] = []
-    size = 0
-    for text in reading_order(record.lines):
-        text = " ".join(text.split())
-        if not text:
-            continue
-        if size + len(text) + 3 > max_chars:
-            break
-        out.append(text)
-        size += len(text) + 3
-    return " | ".join(out)
-
-
-def ocr_texts(records: dict[str, OcrRecord], max_chars: int) -> dict[str, str]:
-    """Each chart's OCR hint (reading order, at most max_chars), by chart id."""
-    return {chart_id: ocr_hint(record, max_chars) for chart_id, record in records.items()}
 
 
 def drop_mismatched(items: list[T], rejects_path: Path) -> tuple[list[T], list[Reject]]:

@@ -19,11 +19,13 @@ def main() -> None:
     setup()
     paths = load_paths()
     teacher = read_params()["teacher"]
+    ocr = load_section("ocr", OcrParams)
     built = build_datasets(
         paths,
         load_section("datasets", DatasetsParams),
         {key: teacher[key] for key in GENERATION_KEYS},
-        load_section("ocr", OcrParams).hint_max_chars,
+        ocr.hint_max_chars,
+        ocr.hint_layout,
     )
     write_json(paths.metrics / "datasets.json", built.metrics)
 

@@ -32,7 +32,8 @@ from chartdistill.dataset.dedup import exact_key, near_duplicate_pairs
 from chartdistill.essay.sections import SECTIONS, VARIANTS, render_unstructured
 from chartdistill.essay.text import LENIENT_BOUNDS, EssayBounds, validate_essay, word_count
 from chartdistill.io import atomic_write_text
-from chartdistill.ocr import drop_mismatched, load_ocr, ocr_texts
+from chartdistill.ocr import HintLayout, drop_mismatched, load_ocr
+from chartdistill.ocr_hint import ocr_texts
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,7 @@ def build_datasets(
     params: DatasetsParams,
     generation: dict[str, Any],
     hint_max_chars: int,
+    hint_layout: HintLayout = "paired",
 ) -> BuiltDatasets:
     """The structured and unstructured datasets from the teacher essays: charts whose image
     does not show their own title and labels dropped (one check over essays and held-out
@@ -358,7 +360,7 @@ def build_datasets(
     essays = [e for e in kept if isinstance(e, EssayRecord)]
     held_out = [c for c in kept if isinstance(c, ChartRecord)]
     mismatched_essays = [r for r in mismatched if r.item not in held_ids]
-    hints = ocr_texts(load_ocr(paths.ocr / "ocr.jsonl"), hint_max_chars)
+    hints = ocr_texts(load_ocr(paths.ocr / "ocr.jsonl"), hint_max_chars, hint_layout)
     examples, rejects, dedup = clean_essays(essays, charts, params)
     examples += held_out_examples(held_out)
     rejects = [*mismatched_essays, *rejects]
