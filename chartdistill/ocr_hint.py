@@ -5,12 +5,14 @@ Two layouts (param `ocr.hint_layout`):
   values then come sorted by height, mixed with the axis ticks, apart from their labels.
 - `paired`: the same lines, with each printed value placed beside the label it belongs to, by
   the boxes' geometry alone (nothing from the chart's table):
-  * a chart with a value axis (a column of at least three right-aligned numbers that step down
+  * a chart with a value axis (a column of at least two right-aligned numbers stepping down
     evenly) and a row of category labels under its plot: the ticks become one `axis: low to
-    high` item, and each other number inside the plot goes to the category label nearest in x
-    (`Cooking: 195, 290`, left to right: the legend's order for grouped bars);
-  * a table (most numbers share a reading row with a text label on their left): reading order;
-  * otherwise (a pie): each number goes to the nearest free text label (`Science: 12%`).
+    high` item, and each other number inside the plot and within the axis range goes to the
+    category label nearest in x (`Cooking: 195, 290`, left to right: the legend's order for
+    grouped bars);
+  * a table (most numbers sit in a reading row that starts with a text label): each such row
+    as one item, `Japan: 11.5, 81.4`;
+  * otherwise (a pie): each percentage goes to the nearest free text label (`Science: 12%`).
 """
 
 from __future__ import annotations
