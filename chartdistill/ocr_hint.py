@@ -62,7 +62,7 @@ def number_of(text: str) -> float | None:
     return float(re.sub(r"[^\d.\-]", "", text.replace("\u2212", "-")))
 
 
-def reading_rows(boxes: list[_Box]) -> list[list[_Box]]:
+def _reading_rows(boxes: list[_Box]) -> list[list[_Box]]:
     """Rows top to bottom (a box joins the row whose first box it overlaps by half its height),
     each left to right."""
     rows: list[list[_Box]] = []
@@ -77,13 +77,13 @@ def reading_rows(boxes: list[_Box]) -> list[list[_Box]]:
 
 def reading_order(lines: list[OcrLine]) -> list[str]:
     """Line texts top to bottom, then left to right within a row (rows: overlapping heights)."""
-    return [box.text for row in reading_rows([_Box.of(line) for line in lines]) for box in row]
+    return [box.text for row in _reading_rows([_Box.of(line) for line in lines]) for box in row]
 
 
 def paired_order(lines: list[OcrLine]) -> list[str]:
     """The hint items of the `paired` layout (module docstring), in reading order."""
     boxes = [box for box in (_Box.of(line) for line in lines) if box.text]
-    rows = reading_rows(boxes)
+    rows = _reading_rows(boxes)
     ticks = _tick_column(boxes)
     categories = _category_row(boxes, ticks) if ticks else []
     if categories:
@@ -124,7 +124,7 @@ def _category_row(boxes: list[_Box], ticks: list[_Box]) -> list[_Box]:
     """The fullest reading row of >= 2 boxes below the lowest tick's top and right of the ticks."""
     lowest = ticks[-1]
     below = [b for b in boxes if b.top > lowest.top and b.left > lowest.right]
-    rows = [row for row in reading_rows(below) if len(row) >= _MIN_CATEGORIES]
+    rows = [row for row in _reading_rows(below) if len(row) >= _MIN_CATEGORIES]
     return max(rows, key=len, default=[])
 
 
