@@ -36,13 +36,17 @@ def paired_values(hint: str) -> list[tuple[str, float]]:
     return found
 
 
-def outcome(chart: ChartRecord, label: str, value: float) -> str:
-    rows = {tuple(words(str(row[0]))): row[1:] for row in chart.rows}
+def outcome(rows: dict[tuple[str, ...], list[float | None]], label: str, value: float) -> str:
+    """right / wrong / misread for one value beside `label`, by the chart's rows (label words)."""
     cells = rows.get(tuple(words(label)))
     if cells is None:
         return "misread"
     close = any(v is not None and abs(v - value) <= 0.01 * max(1.0, abs(v)) for v in cells)
     return "right" if close else "wrong"
+
+
+def label_rows(chart: ChartRecord) -> dict[tuple[str, ...], list[float | None]]:
+    return {tuple(words(str(row[0]))): list(row[1:]) for row in chart.rows}
 
 
 def main() -> None:
@@ -59,8 +63,9 @@ def main() -> None:
         per_type = Counter(chart.chart_type for chart in charts)
         for chart in charts:
             hint = ocr_hint(records.get(chart.id), max_chars, layout)
+            rows = label_rows(chart)
             for label, value in paired_values(hint):
-                counts[(chart.chart_type, outcome(chart, label, value))] += 1
+                counts[(chart.chart_type, outcome(rows, label, value))] += 1
         for chart_type in sorted(per_type):
             cells = " | ".join(str(counts[(chart_type, o)]) for o in OUTCOMES)
             print(f"| {layout} | {chart_type} | {per_type[chart_type]} | {cells} |")

@@ -35,12 +35,14 @@ class _Box:
     top: float
     right: float
     bottom: float
+    number: float | None  # the text's value when it is one number (number_of)
 
     @classmethod
     def of(cls, line: OcrLine) -> _Box:
         xs = [x for x, _ in line.box]
         ys = [y for _, y in line.box]
-        return cls(" ".join(line.text.split()), min(xs), min(ys), max(xs), max(ys))
+        text = " ".join(line.text.split())
+        return cls(text, min(xs), min(ys), max(xs), max(ys), number_of(text))
 
     @property
     def x(self) -> float:
@@ -49,10 +51,6 @@ class _Box:
     @property
     def y(self) -> float:
         return (self.top + self.bottom) / 2
-
-    @property
-    def number(self) -> float | None:
-        return number_of(self.text)
 
 
 def number_of(text: str) -> float | None:
@@ -102,7 +100,7 @@ def _tick_column(boxes: list[_Box]) -> list[_Box]:
         column = sorted(
             (b for b in numbers if abs(b.right - anchor.right) <= _ALIGN_PX), key=lambda b: b.top
         )
-        if len(column) >= _MIN_TICKS and _steps_evenly(_numbers(column)):
+        if len(column) >= _MIN_TICKS and _tick_step(_numbers(column)) is not None:
             return column
     return []
 
@@ -111,13 +109,15 @@ def _numbers(boxes: list[_Box]) -> list[float]:
     return [b.number for b in boxes if b.number is not None]
 
 
-def _steps_evenly(values: list[float]) -> bool:
-    """Strictly falling, each step a whole multiple of the smallest (an unread tick is allowed)."""
+def _tick_step(values: list[float]) -> float | None:
+    """The smallest step of values that fall strictly, each step a whole multiple of it (an
+    unread tick is allowed); None when they do not step down evenly."""
     steps = [a - b for a, b in zip(values, values[1:], strict=False)]
     if not steps or min(steps) <= 0:
-        return False
+        return None
     unit = min(steps)
-    return all(abs(step / unit - round(step / unit)) < 0.01 for step in steps)
+    even = all(abs(step / unit - round(step / unit)) < 0.01 for step in steps)
+    return unit if even else None
 
 
 def _category_row(boxes: list[_Box], ticks: list[_Box]) -> list[_Box]:
@@ -134,7 +134,7 @@ def _axis_values(
     """Each number printed inside the plot (above the category row, right of the ticks, within
     two tick steps of the axis range), under the category label nearest in x."""
     scale = _numbers(ticks)
-    step = min(a - b for a, b in zip(scale, scale[1:], strict=False))
+    step = _tick_step(scale) or 0.0  # never None: _tick_column checked it
     low, high = scale[-1] - 2 * step, scale[0] + 2 * step
     plot_bottom = min(b.top for b in categories)
     taken = {id(b) for b in (*ticks, *categories)}
@@ -188,13 +188,13 @@ def _nearest_free_labels(boxes: list[_Box], rows: list[list[_Box]]) -> dict[int,
 def _items(rows: list[list[_Box]], values: dict[int, list[_Box]], ticks: list[_Box]) -> list[str]:
     """Reading order, with each label followed by its values, the values not repeated alone,
     and the ticks as one `axis: low to high` item where the top tick stands."""
-    placed = {id(v) for found in values.values() for v in found}
-    tick_ids = {id(t) for t in ticks}
+    top_tick = ticks[0] if ticks else None
+    skipped = {id(v) for found in values.values() for v in found} | {id(t) for t in ticks[1:]}
     items: list[str] = []
     for box in (b for row in rows for b in row):
-        if id(box) in placed or (id(box) in tick_ids and box is not ticks[0]):
+        if id(box) in skipped:
             continue
-        if box is (ticks[0] if ticks else None):
+        if box is top_tick:
             items.append(f"axis: {ticks[-1].text} to {ticks[0].text}")
         elif values.get(id(box)):
             items.append(f"{box.text}: {', '.join(v.text for v in values[id(box)])}")
@@ -220,8 +220,6 @@ def ocr_hint(record: OcrRecord | None, max_chars: int, layout: HintLayout = "pai
     return " | ".join(out)
 
 
-def ocr_texts(
-    records: dict[str, OcrRecord], max_chars: int, layout: HintLayout = "paired"
-) -> dict[str, str]:
+def ocr_texts(records: dict[str, OcrRecord], max_chars: int, layout: HintLayout) -> dict[str, str]:
     """Each chart's OCR hint (at most max_chars, in `layout`), by chart id."""
     return {chart_id: ocr_hint(record, max_chars, layout) for chart_id, record in records.items()}

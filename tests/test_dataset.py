@@ -252,7 +252,9 @@ def test_build_datasets_drops_ocr_mismatches_of_essays_and_held_out_charts_once(
         [{"item": i, "reason": "image_mismatch"} for i in (bad_essay, bad_held_out)],
     )
     write_jsonl(paths.ocr / "ocr.jsonl", [])
-    built = build_datasets(paths, DatasetsParams(bounds=PARAMS.bounds), {"mode": "x"}, 100)
+    built = build_datasets(
+        paths, DatasetsParams(bounds=PARAMS.bounds), {"mode": "x"}, 100, "paired"
+    )
     assert [r.item for r in built.rejects if r.reason == "image_mismatch"] == [bad_essay]
     assert built.metrics["test_without_reference"] == 1  # syn-pie-test-0000 only
     written = {row["item"] for row in read_jsonl(paths.datasets / "rejects.jsonl")}

@@ -344,7 +344,7 @@ def build_datasets(
     params: DatasetsParams,
     generation: dict[str, Any],
     hint_max_chars: int,
-    hint_layout: HintLayout = "paired",
+    hint_layout: HintLayout,
 ) -> BuiltDatasets:
     """The structured and unstructured datasets from the teacher essays: charts whose image
     does not show their own title and labels dropped (one check over essays and held-out
