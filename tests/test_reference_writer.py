@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from chartdistill.data.records import EssayRecord
 from chartdistill.data.synthetic import ChartsParams, _jobs, make_chart
 from chartdistill.essay.claims import check_claims
-from chartdistill.essay.grounding import ground_numbers
+from chartdistill.essay.grounding import close_to, extract_numbers, ground_numbers
 from chartdistill.essay.sections import SECTIONS
 from chartdistill.essay.text import EssayBounds, list_like_sentences, validate_essay, word_count
 from chartdistill.teacher.figures import pattern_shares
@@ -82,3 +83,46 @@ def test_the_essay_depends_on_the_seed_only() -> None:
     chart = SEEDED[0]
     assert reference_essay(chart, seed=3) == reference_essay(chart, seed=3)
     assert any(reference_essay(c, seed=1) != reference_essay(c, seed=2) for c in SEEDED[:10])
+
+
+def _printed(chart) -> list[float]:
+    """The figures a chart image prints: its cells, and a pie's slices as percentages."""
+    values = list(chart.values())
+    if chart.chart_type == "pie":
+        values += [100 * v / sum(values) for v in values]
+    return values
+
+
+def test_printed_figures_only_states_no_worked_out_figure_and_stays_true() -> None:
+    worked_out = re.compile(
+        r"\b(times|double|triple|totall?e?d?|combined|together)\b"
+        r"|\b(a|one|two|three) (third|quarter|fifth)s?\b"
+        r"|\b(increase|decrease|rise|fall) of\b|\b(two|three|four|five|six|seven|all) of the\b"
+    )
+    kinds = set()
+    for chart in SEEDED:
+        printed = _printed(chart)
+        for planned in reference_sentences(chart, derived=False):
+            text = planned.text
+            grounding = ground_numbers(text, chart, 0.02)
+            assert not grounding.ungrounded and not grounding.misattributed, (chart.id, text)
+            for m in extract_numbers(text):
+                if m.text not in grounding.labels and not m.is_year:
+                    assert any(close_to(m.literal, m.precision, v, 0.0) for v in printed), (
+                        chart.id,
+                        m.text,
+                        text,
+                    )
+            if planned.section.startswith("features"):
+                assert not worked_out.search(text.lower()), (chart.id, text)
+            checked = check_claims(text, chart)
+            assert all(c.ok for c in checked), (chart.id, text, checked)
+            kinds |= {c.kind for c in checked}
+    assert "ratio" not in kinds and {"superlative", "rank", "comparison", "trend"} <= kinds
+
+
+def test_printed_figures_only_keeps_most_default_essays_valid() -> None:
+    bounds = EssayBounds(min_words=120, max_repeated_trigram_rate=0.2)  # teacher.validation's
+    charts = _default_charts()
+    failed = [c.id for c in charts if validate_essay(reference_essay(c, 0, False), c, bounds)]
+    assert len(failed) <= len(charts) // 10, failed

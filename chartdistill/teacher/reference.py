@@ -51,9 +51,9 @@ class Planned:
     names: frozenset[str] = frozenset()
 
 
-def reference_sentences(chart: ChartRecord, seed: int = 0) -> list[Planned]:
+def reference_sentences(chart: ChartRecord, seed: int = 0, derived: bool = True) -> list[Planned]:
     """The essay as planned sentences in section order (see reference_essay)."""
-    writer = _Writer(chart, random.Random(f"{seed}:{chart.id}"))
+    writer = _Writer(chart, random.Random(f"{seed}:{chart.id}"), derived)
     core, extra = writer.body()
     planned = [*writer.introduction(), *core, *writer.overview()]
     for sentence in extra:  # further details, most important first, until long enough
@@ -67,9 +67,12 @@ def reference_sentences(chart: ChartRecord, seed: int = 0) -> list[Planned]:
     return sorted(planned, key=lambda p: SECTIONS.index(p.section))
 
 
-def reference_essay(chart: ChartRecord, seed: int = 0) -> dict[str, str]:
-    """The four sections of the computed essay for `chart` (the same for the same seed)."""
-    planned = reference_sentences(chart, seed)
+def reference_essay(chart: ChartRecord, seed: int = 0, derived: bool = True) -> dict[str, str]:
+    """The four sections of the computed essay for `chart` (the same for the same seed).
+
+    derived=False: only figures the chart prints, with words for their order and direction; no
+    sums, differences, shares, ratios, fractions or counts worked out from them."""
+    planned = reference_sentences(chart, seed, derived)
     return {s: " ".join(p.text for p in planned if p.section == s) for s in SECTIONS}
 
 
@@ -91,9 +94,10 @@ def _plural(noun: str) -> str:
 class _Writer:
     """Realises one chart's content plan with seeded choices."""
 
-    def __init__(self, chart: ChartRecord, rng: random.Random) -> None:
+    def __init__(self, chart: ChartRecord, rng: random.Random, derived: bool = True) -> None:
         self.chart = chart
         self.rng = rng
+        self.derived = derived
         self.style: Style = style_of(chart)
         self.kind = chart.chart_type
         self.category = (chart.columns[0] or "category").strip().lower()
@@ -146,7 +150,7 @@ class _Writer:
     def change(self, first: float, last: float) -> str:
         """ ", an increase of 3.2 million, or 40%" (relative only where it reads well)."""
         delta = last - first
-        if round(delta, self.style.decimals) == 0:
+        if not self.derived or round(delta, self.style.decimals) == 0:
             return ""
         noun = (
             self.pick("an increase", "a rise") if delta > 0 else self.pick("a decrease", "a fall")
@@ -412,7 +416,7 @@ class _Writer:
 
     def _ratio(self, section: str, high: Point, low: Point, measure: str) -> list[Planned]:
         words = ratio_words(high[1], low[1])
-        if not words:
+        if not words or not self.derived:
             return []
         return [
             self.say(
@@ -426,7 +430,7 @@ class _Writer:
     def _gap(self, section: str, high: Point, low: Point) -> list[Planned]:
         gap = high[1] - low[1]
         pair = frozenset((high[0], low[0]))
-        if round(gap, self.style.decimals) <= 0 or pair in self.gaps:
+        if not self.derived or round(gap, self.style.decimals) <= 0 or pair in self.gaps:
             return []
         self.gaps.add(pair)
         return [
@@ -445,6 +449,8 @@ class _Writer:
 
     def _shares(self, ranked: list[Point]) -> list[Planned]:
         """The top two as a share of the total, and each other category's share."""
+        if not self.derived:
+            return []
         total = sum(v for _, v in ranked)
         (a, av), (b, bv) = ranked[0], ranked[1]
         half = "more than half" if av + bv > total / 2 else "less than half"
@@ -489,6 +495,46 @@ class _Writer:
             out += self._gap("features_2", high, low)
         return out
 
+    def _neighbours(self, ranked: list[Point]) -> list[Planned]:
+        """Printed figures only: neighbours in the ranking compared in words, each with its
+        value ("A stood at 12%, higher than B at 10%"), from the second place down."""
+        if self.derived:
+            return []
+        out = []
+        for (a, av), (b, bv) in zip(ranked[1:], ranked[2:], strict=False):
+            if round(av - bv, self.style.decimals) <= 0:
+                continue
+            out.append(
+                self.say(
+                    "features_2",
+                    (a, b),
+                    f"{self.name(a)} stood at {self.v(av)}, higher than {self.name(b)} at "
+                    f"{self.v(bv)}.",
+                    f"{self.name(a)}, at {self.v(av)}, was ahead of {self.name(b)}, at "
+                    f"{self.v(bv)}.",
+                    f"{self.name(b)} came below {self.name(a)}, at {self.v(bv)} against "
+                    f"{self.v(av)}.",
+                )
+            )
+        return out
+
+    def _ranks(self, ranked: list[Point], measure: str) -> list[Planned]:
+        """Printed figures only: each middle place in the ranking by its ordinal ("Hydro came
+        third, at 10%"), for the places the top-two and bottom sentences leave out."""
+        if self.derived:
+            return []
+        ordinals = ("third", "fourth", "fifth", "sixth")
+        return [
+            self.say(
+                "features_2",
+                (label,),
+                f"{self.name(label)} came {ordinal}, at {self.v(value)}.",
+                f"{self.name(label)} had the {ordinal}-largest {measure}, at {self.v(value)}.",
+                f"{self.name(label)} ranked {ordinal} with {self.v(value)}.",
+            )
+            for ordinal, (label, value) in zip(ordinals, ranked[2:-1], strict=False)
+        ]
+
     def _axis_sentence(self) -> Planned:
         unit = self.unit_phrase().lstrip(", ").removeprefix("(").removesuffix(")")
         unit = re.sub(r"^(?:measured|with figures|expressed as|in)\s+(?:in\s+)?", "", unit)
@@ -507,7 +553,7 @@ class _Writer:
     def _positions(self, middle: list[Point], section: str) -> list[Planned]:
         """Where each middle category stands against the top one, in words."""
         out = []
-        top = self.ranked(0)[0] if self.kind != "pie" else None
+        top = self.ranked(0)[0] if self.kind != "pie" and self.derived else None
         for label, value in middle:
             if top is None or value <= 0:
                 continue
@@ -587,8 +633,12 @@ class _Writer:
             *self._middle(ranked[2:-1]),
             self._bottom(ranked[-1], "figure"),
         ]
-        extra = self._gap("features_1", ranked[0], ranked[1])
-        if self._additive():
+        extra = [
+            *self._ranks(ranked, "figure"),
+            *self._neighbours(ranked),
+            *self._gap("features_1", ranked[0], ranked[1]),
+        ]
+        if self.derived and self._additive():
             (top, tv), total = ranked[0], sum(v for _, v in ranked)
             extra.append(
                 self.say(
@@ -620,7 +670,7 @@ class _Writer:
             self.style, total = Style(decimals=0, unit="%"), 100.0
         ranked = sorted(points, key=lambda p: (-p[1], p[0]))
         core = [self._top_two(ranked, "share")]
-        if len(ranked) > 2:
+        if len(ranked) > 2 and self.derived:
             (a, av), (b, bv) = ranked[0], ranked[1]
             half = "more than half" if av + bv > total / 2 else "less than half"
             core.append(
@@ -635,9 +685,13 @@ class _Writer:
             )
         core += self._middle(ranked[2:-1])
         core.append(self._bottom(ranked[-1], "share"))
-        extra = self._ratio("features_1", ranked[0], ranked[-1], "share")
+        extra = [
+            *self._ranks(ranked, "share"),
+            *self._neighbours(ranked),
+            *self._ratio("features_1", ranked[0], ranked[-1], "share"),
+        ]
         fraction = _fraction_words(ranked[0][1] / total)
-        if fraction:
+        if fraction and self.derived:
             extra.append(
                 self.say(
                     "features_1",
@@ -648,7 +702,7 @@ class _Writer:
                 )
             )
         extra += self._gap("features_1", ranked[0], ranked[1])
-        if len(ranked) > 3:
+        if len(ranked) > 3 and self.derived:
             (c, cv), (d, dv) = ranked[-1], ranked[-2]
             extra.append(
                 self.say(
@@ -658,6 +712,18 @@ class _Writer:
                     f"accounted for only {self.v(cv + dv)}.",
                     f"Combined, {self.name(d)} and {self.name(c)} made up just {self.v(cv + dv)}.",
                     f"{self.name(d)} and {self.name(c)} together came to a mere {self.v(cv + dv)}.",
+                )
+            )
+        elif len(ranked) > 3:
+            (c, cv), (d, dv) = ranked[-1], ranked[-2]
+            extra.append(
+                self.say(
+                    "features_2",
+                    (c, d),
+                    f"The two smallest slices were {self.name(d)} and {self.name(c)}, at "
+                    f"{self.v(dv)} and {self.v(cv)}.",
+                    f"{self.name(d)} ({self.v(dv)}) and {self.name(c)} ({self.v(cv)}) were the "
+                    "two smallest slices.",
                 )
             )
         extra += self._ratio("features_2", ranked[1], ranked[-1], "share")
@@ -687,16 +753,17 @@ class _Writer:
         core = [self._group_range("features_1", 0), self._widest_gap(pairs, a, b)]
         more = sum(1 for _, x, y in pairs if x > y)
         core.append(self._group_range("features_2", len(self.chart.series) - 1))
-        core.append(
-            self.say(
-                "features_2",
-                (a, b),
-                f"{a} exceeded {b} in {count_words(more)} of the {count_words(len(pairs))} "
-                "categories.",
-                f"Comparing the two, {a} exceeded {b} in {count_words(more)} of the "
-                f"{count_words(len(pairs))} categories.",
+        if self.derived:
+            core.append(
+                self.say(
+                    "features_2",
+                    (a, b),
+                    f"{a} exceeded {b} in {count_words(more)} of the {count_words(len(pairs))} "
+                    "categories.",
+                    f"Comparing the two, {a} exceeded {b} in {count_words(more)} of the "
+                    f"{count_words(len(pairs))} categories.",
+                )
             )
-        )
         ratios = [
             sentence
             for index, group in enumerate(self.chart.series)
@@ -723,7 +790,7 @@ class _Writer:
         ranked = self.ranked(index)
         (top, tv), (low, lv) = ranked[0], ranked[-1]
         words = ratio_words(tv, lv)
-        if not words:
+        if not words or not self.derived:
             return []
         return [
             self.say(
@@ -820,14 +887,15 @@ class _Writer:
         share = f"{count_words(grew)} of the {count_words(len(pairs))}"
         if grew == len(pairs):
             share = f"all {count_words(grew)}"
-        core.append(
-            self.say(
-                "features_2",
-                (),
-                f"In all, {share} categories were higher in {b} than in {a}.",
-                f"Altogether, {share} categories had grown by {b}.",
+        if self.derived:
+            core.append(
+                self.say(
+                    "features_2",
+                    (),
+                    f"In all, {share} categories were higher in {b} than in {a}.",
+                    f"Altogether, {share} categories had grown by {b}.",
+                )
             )
-        )
         last = len(self.chart.series) - 1
         core.append(self._year_ranking(last))
         rest = [p for p in pairs if p[0] not in (up[0], down[0])]

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 class TeacherParams(Section):
     llm: LLMParams
     mode: Literal["reference", "single", "stepwise"] = "reference"
+    # Reference mode: the writer also states figures worked out from the table (sums,
+    # differences, shares, ratios, fractions, counts); false: only the figures the chart prints.
+    derived_figures: bool = True
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=110, ge=1)  # per call: one section (~700 for a whole essay)
@@ -198,7 +201,7 @@ class Teacher:
 
     def _compute(self, draft: Draft) -> None:
         """The reference writer's essay: computed, not asked (attempts stay 0)."""
-        draft.sections = reference_essay(draft.chart, self.params.seed)
+        draft.sections = reference_essay(draft.chart, self.params.seed, self.params.derived_figures)
         draft.origins = {s: ["computed"] * len(sentences(t)) for s, t in draft.sections.items()}
         found = validate_essay(draft.sections, draft.chart, self.params.validation)
         draft.reasons = [code for code in REASON_CODES if code in found]
