@@ -118,7 +118,7 @@ def test_printed_figures_only_states_no_worked_out_figure_and_stays_true() -> No
             checked = check_claims(text, chart)
             assert all(c.ok for c in checked), (chart.id, text, checked)
             kinds |= {c.kind for c in checked}
-    assert "ratio" not in kinds and {"superlative", "rank", "comparison", "trend"} <= kinds
+    assert "ratio" not in kinds and {"superlative", "comparison", "trend"} <= kinds
 
 
 def test_printed_figures_only_keeps_most_default_essays_valid() -> None:

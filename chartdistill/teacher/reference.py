@@ -518,23 +518,6 @@ class _Writer:
             )
         return out
 
-    def _ranks(self, ranked: list[Point], measure: str) -> list[Planned]:
-        """Printed figures only: each middle place in the ranking by its ordinal ("Hydro came
-        third, at 10%"), for the places the top-two and bottom sentences leave out."""
-        if self.derived:
-            return []
-        ordinals = ("third", "fourth", "fifth", "sixth")
-        return [
-            self.say(
-                "features_2",
-                (label,),
-                f"{self.name(label)} came {ordinal}, at {self.v(value)}.",
-                f"{self.name(label)} had the {ordinal}-largest {measure}, at {self.v(value)}.",
-                f"{self.name(label)} ranked {ordinal} with {self.v(value)}.",
-            )
-            for ordinal, (label, value) in zip(ordinals, ranked[2:-1], strict=False)
-        ]
-
     def _axis_sentence(self) -> Planned:
         unit = self.unit_phrase().lstrip(", ").removeprefix("(").removesuffix(")")
         unit = re.sub(r"^(?:measured|with figures|expressed as|in)\s+(?:in\s+)?", "", unit)
@@ -633,11 +616,7 @@ class _Writer:
             *self._middle(ranked[2:-1]),
             self._bottom(ranked[-1], "figure"),
         ]
-        extra = [
-            *self._ranks(ranked, "figure"),
-            *self._neighbours(ranked),
-            *self._gap("features_1", ranked[0], ranked[1]),
-        ]
+        extra = [*self._neighbours(ranked), *self._gap("features_1", ranked[0], ranked[1])]
         if self.derived and self._additive():
             (top, tv), total = ranked[0], sum(v for _, v in ranked)
             extra.append(
@@ -686,7 +665,6 @@ class _Writer:
         core += self._middle(ranked[2:-1])
         core.append(self._bottom(ranked[-1], "share"))
         extra = [
-            *self._ranks(ranked, "share"),
             *self._neighbours(ranked),
             *self._ratio("features_1", ranked[0], ranked[-1], "share"),
         ]
