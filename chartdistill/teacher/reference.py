@@ -11,7 +11,8 @@ dominates a dataset. The introduction paraphrases the title, unit, categories an
 overview states the main picture without figures. Further details are added, most important
 first, until the essay reaches the IELTS length. Every sentence states only what the table shows,
 in forms the claim checks (chartdistill.essay.claims) read: the tests check every sentence of
-hundreds of seeded charts against them.
+hundreds of seeded charts against them. With derived=False (teacher.derived_figures) it states
+only the figures the chart prints: no sums, differences, shares, ratios, fractions or counts.
 """
 
 from __future__ import annotations
@@ -680,30 +681,8 @@ class _Writer:
                 )
             )
         extra += self._gap("features_1", ranked[0], ranked[1])
-        if len(ranked) > 3 and self.derived:
-            (c, cv), (d, dv) = ranked[-1], ranked[-2]
-            extra.append(
-                self.say(
-                    "features_2",
-                    (c, d),
-                    f"The two smallest slices, {self.name(d)} and {self.name(c)}, together "
-                    f"accounted for only {self.v(cv + dv)}.",
-                    f"Combined, {self.name(d)} and {self.name(c)} made up just {self.v(cv + dv)}.",
-                    f"{self.name(d)} and {self.name(c)} together came to a mere {self.v(cv + dv)}.",
-                )
-            )
-        elif len(ranked) > 3:
-            (c, cv), (d, dv) = ranked[-1], ranked[-2]
-            extra.append(
-                self.say(
-                    "features_2",
-                    (c, d),
-                    f"The two smallest slices were {self.name(d)} and {self.name(c)}, at "
-                    f"{self.v(dv)} and {self.v(cv)}.",
-                    f"{self.name(d)} ({self.v(dv)}) and {self.name(c)} ({self.v(cv)}) were the "
-                    "two smallest slices.",
-                )
-            )
+        if len(ranked) > 3:
+            extra.append(self._two_smallest(ranked[-1], ranked[-2]))
         extra += self._ratio("features_2", ranked[1], ranked[-1], "share")
         extra += self._pair_gaps(ranked)
         extra.append(self._spread(ranked))
@@ -716,6 +695,26 @@ class _Writer:
             )
         )
         return core, extra
+
+    def _two_smallest(self, smallest: Point, next_smallest: Point) -> Planned:
+        (c, cv), (d, dv) = smallest, next_smallest
+        if not self.derived:
+            return self.say(
+                "features_2",
+                (c, d),
+                f"The two smallest slices were {self.name(d)} and {self.name(c)}, at {self.v(dv)} "
+                f"and {self.v(cv)}.",
+                f"{self.name(d)} ({self.v(dv)}) and {self.name(c)} ({self.v(cv)}) were the two "
+                "smallest slices.",
+            )
+        return self.say(
+            "features_2",
+            (c, d),
+            f"The two smallest slices, {self.name(d)} and {self.name(c)}, together "
+            f"accounted for only {self.v(cv + dv)}.",
+            f"Combined, {self.name(d)} and {self.name(c)} made up just {self.v(cv + dv)}.",
+            f"{self.name(d)} and {self.name(c)} together came to a mere {self.v(cv + dv)}.",
+        )
 
     def _additive(self) -> bool:
         described = f"{self.chart.title} {self.chart.y_label}".lower()
