@@ -122,7 +122,9 @@ def test_printed_figures_only_states_no_worked_out_figure_and_stays_true() -> No
 
 
 def test_printed_figures_only_keeps_most_default_essays_valid() -> None:
-    bounds = EssayBounds(min_words=120, max_repeated_trigram_rate=0.2)  # teacher.validation's
+    bounds = EssayBounds(
+        **yaml.safe_load((ROOT / "params.yaml").read_text())["teacher"]["validation"]
+    )
     charts = _default_charts()
     failed = [c.id for c in charts if validate_essay(reference_essay(c, 0, False), c, bounds)]
     assert len(failed) <= len(charts) // 10, failed
