@@ -535,9 +535,11 @@ class _Writer:
         )
 
     def _positions(self, middle: list[Point], section: str) -> list[Planned]:
-        """Where each middle category stands against the top one, in words."""
+        """Where each middle category stands against the top one, in words (a ratio)."""
+        if not self.derived:
+            return []
         out = []
-        top = self.ranked(0)[0] if self.kind != "pie" and self.derived else None
+        top = self.ranked(0)[0] if self.kind != "pie" else None
         for label, value in middle:
             if top is None or value <= 0:
                 continue
