@@ -143,6 +143,23 @@ def test_collator_labels_only_the_essay_and_end_token(tiny_dir: Path, dataset_di
         assert (labels[i][positions] == ids[i][positions]).all()
 
 
+def test_logits_only_at_label_positions_give_the_same_loss(
+    tiny_dir: Path, dataset_dir: Path
+) -> None:
+    import torch
+
+    model, processor = load_student(tiny_dir)
+    rows = list(load_splits(dataset_dir)["train"].select(range(3)))
+    batch = make_collator(processor, PROMPT)(rows)
+    every = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "shift_labels")}
+    with torch.no_grad():
+        kept, full = model(**batch), model(**every)
+    predicting = batch["labels"][:, 1:] != IGNORE_INDEX
+    assert kept.logits.shape == (int(predicting.sum()), full.logits.shape[-1])
+    torch.testing.assert_close(kept.logits, full.logits[:, :-1][predicting])
+    torch.testing.assert_close(kept.loss, full.loss)
+
+
 def test_collator_never_truncates(tiny_dir: Path, dataset_dir: Path) -> None:
     _, processor = load_student(tiny_dir)
     rows = list(load_splits(dataset_dir)["train"].select(range(2)))
