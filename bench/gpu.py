@@ -10,8 +10,9 @@ greedy generation tokens/s (prefill included) at batch 1 and 32.
 
 Samples are synthetic token ids at real lengths: the image block laid out as Idefics3Processor
 lays it (per tile <fake_token_around_image><row_i_col_j> + 64 <image>, a newline per row, then the
-global image), PROMPT_TOKENS of instruction and OCR hint, ESSAY_TOKENS of essay (labels on the
-essay only, as the collator does). Random pixels: compute does not depend on their values.
+global image), PROMPT_TOKENS of instruction and OCR hint, ESSAY_TOKENS of essay (labels, and
+logits, on the essay only, as the collator does). Random pixels: compute does not depend on
+their values.
 
 Imports only torch, transformers, peft, pyyaml, pillow and chartdistill.student.smolvlm (no
 pydantic, datasets, dvc, mlflow), so it runs on the lent GPU machine from a bare checkout:
@@ -42,6 +43,7 @@ from chartdistill.student.smolvlm import (
     END_OF_UTTERANCE,
     FAKE_IMAGE_TOKEN,
     GLOBAL_IMAGE_TOKEN,
+    IGNORE_INDEX,
     IMAGE_TOKEN,
     TEXT_256M,
     TEXT_CONFIGS,
@@ -50,6 +52,7 @@ from chartdistill.student.smolvlm import (
     TINY_VISION,
     VISION_256M,
     image_tokens,
+    label_positions_only,
     lora_target_regex,
     qlora_kwargs,
     smolvlm_config,
@@ -212,8 +215,9 @@ def batch(sample: Sample, size: int, config: Any, device: Any, with_essay: bool 
     }
     if with_essay:
         labels = input_ids.clone()
-        labels[:, : len(sample.prompt)] = -100
+        labels[:, : len(sample.prompt)] = IGNORE_INDEX
         out["labels"] = labels
+        out.update(label_positions_only(labels))
     return out
 
 

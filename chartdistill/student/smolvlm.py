@@ -13,6 +13,7 @@ from typing import Any
 FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
 IMAGE_TOKEN = "<image>"
 END_OF_UTTERANCE = "<end_of_utterance>"
+IGNORE_INDEX = -100  # the label of a position that is not learned
 GLOBAL_IMAGE_TOKEN = "<global-img>"
 MAX_TILES_PER_SIDE = 6  # Idefics3Processor knows <row_i_col_j> for i, j in 1..6
 RESERVED_TOKENS = 88  # SmolVLM's reserved added tokens, between <image> and <end_of_utterance>
@@ -174,3 +175,16 @@ def lora_target_regex(text_modules: Sequence[str], vision_modules: Sequence[str]
     if vision_modules:
         parts.append(rf"{VISION_LAYERS}\.(?:{'|'.join(vision_modules)})")
     return "|".join(f"(?:{part})" for part in parts)
+
+
+def label_positions_only(labels: Any) -> dict[str, Any]:
+    """The model's kwargs that project hidden states onto the vocabulary only where a token is
+    learned: a boolean `logits_to_keep` mask of the positions predicting a label, and those
+    labels in the same order as `shift_labels` (transformers' ForCausalLMLoss takes them as
+    given). The loss is the same; the logits of the prompt, image and padding positions are
+    never computed (BENCHMARKS.md: less memory, slightly faster steps)."""
+    import torch
+
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    keep = shifted != IGNORE_INDEX
+    return {"logits_to_keep": keep, "shift_labels": shifted[keep]}

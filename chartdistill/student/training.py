@@ -29,7 +29,13 @@ from pydantic import Field, model_validator
 from chartdistill.config import ParamsError, Section
 from chartdistill.device import use_bf16
 from chartdistill.student.model import END_OF_UTTERANCE, save_student
-from chartdistill.student.smolvlm import CONNECTOR, lora_target_regex, qlora_kwargs
+from chartdistill.student.smolvlm import (
+    CONNECTOR,
+    IGNORE_INDEX,
+    label_positions_only,
+    lora_target_regex,
+    qlora_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,6 @@ Prompt = str | Callable[[dict[str, Any]], str]
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_COLUMNS = ("id", "chart_type", "title", "image", "text")
-IGNORE_INDEX = -100
 MLFLOW_RUN_FILE = "mlflow_run_id.txt"
 FINGERPRINT_FILE = "run_fingerprint.txt"
 
@@ -256,19 +261,6 @@ def make_collator(
         return dict(batch)
 
     return collate
-
-
-def label_positions_only(labels: Any) -> dict[str, Any]:
-    """The model's kwargs that project hidden states onto the vocabulary only where a token is
-    learned: a boolean `logits_to_keep` mask of the positions predicting a label, and those
-    labels in the same order as `shift_labels` (transformers' ForCausalLMLoss takes them as
-    given). The loss is the same; the logits of the prompt, image and padding positions are
-    never computed (BENCHMARKS.md: less memory, slightly faster steps)."""
-    import torch
-
-    shifted = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
-    keep = shifted != IGNORE_INDEX
-    return {"logits_to_keep": keep, "shift_labels": shifted[keep]}
 
 
 def sample_length(processor: Any, prompt: Prompt, row: dict[str, Any]) -> tuple[int, int]:
